@@ -1,0 +1,452 @@
+"""The ``inkless`` command line (the contract in DESIGN.md "Commands")."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from matching.identity import clean_email
+from providers.base import REGISTRY, make_source
+from providers.errors import BadInput, ConfigError, InklessError, NotFound
+from store.db import default_url, open_db
+from store.export import activity_rows, entity_rows
+from store.models import Activity, Quarantine, Skipped, Source
+from store.queries import get_setting, internal_domains, refresh_due_rollups, set_setting
+
+from . import clock
+
+app = typer.Typer(
+    help="inkless: every customer email and meeting logged and attributed, nobody typing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+crm_app = typer.Typer(help="The team's CRM: import contacts, companies and deals.", no_args_is_help=True)
+source_app = typer.Typer(help="Mailboxes and calendars to capture from.", no_args_is_help=True)
+export_app = typer.Typer(help="Export activities or entities (JSONL or CSV).", no_args_is_help=True)
+app.add_typer(crm_app, name="crm")
+app.add_typer(source_app, name="source")
+app.add_typer(export_app, name="export")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    url: str | None = None
+    _db: tuple[Any, sessionmaker[Session]] | None = None
+
+    def sessions(self) -> sessionmaker[Session]:
+        if self._db is None:
+            url = self.url or default_url()
+            try:
+                self._db = open_db(url)
+            except OperationalError as exc:
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
+                raise ConfigError(f"cannot open the database: {reason}") from None
+        return self._db[1]
+
+
+state = State()
+
+
+@app.callback()
+def _root(
+    db: Annotated[
+        Optional[str],
+        typer.Option("--db", envvar="INKLESS_DATABASE_URL", help="Database URL (default: a SQLite file in your data dir)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    state.url = db
+    state._db = None
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------------------------- init
+@app.command()
+def init(
+    internal_domain: Annotated[
+        list[str], typer.Option("--internal-domain", help="A domain of your own team (repeatable).")
+    ] = [],
+) -> None:
+    """Create the database and record the team's own domains (idempotent; adds to earlier ones)."""
+    sessions = state.sessions()
+    with sessions.begin() as s:
+        domains = set(internal_domains(s))
+        for d in internal_domain:
+            d = d.strip().lower().lstrip("@").strip(".")
+            if not d or "." not in d or " " in d:
+                raise BadInput(f"not a domain: {d!r}")
+            domains.add(d)
+        set_setting(s, "internal_domains", sorted(domains))
+    out.print(f"database ready; internal domains: {', '.join(sorted(domains)) or '(none yet)'}")
+
+
+# ----------------------------------------------------------------------------------------------- crm
+@crm_app.command("import")
+def crm_import(
+    companies: Annotated[Optional[Path], typer.Option(help="Companies CSV.")] = None,
+    contacts: Annotated[Optional[Path], typer.Option(help="Contacts CSV.")] = None,
+    deals: Annotated[Optional[Path], typer.Option(help="Deals CSV.")] = None,
+) -> None:
+    """Import (upsert by CRM id) generic, HubSpot or Salesforce CSV exports. All or nothing."""
+    from .crm import import_and_reattribute
+
+    if not (companies or contacts or deals):
+        raise BadInput("give at least one of --companies, --contacts, --deals")
+    for p in (companies, contacts, deals):
+        if p is not None and not p.is_file():
+            raise BadInput(f"{p}: no such file")
+    rep = import_and_reattribute(state.sessions(), clock.now(), companies, contacts, deals)
+    r = rep.imported
+    out.print(
+        f"companies +{r.companies_added} ~{r.companies_updated}, contacts +{r.contacts_added} ~{r.contacts_updated}, "
+        f"deals +{r.deals_added} ~{r.deals_updated} ({', '.join(f'{Path(k).name}: {v}' for k, v in r.formats.items())}); "
+        f"{rep.reattributed} activities re-attributed, {rep.revived} skipped items now logged"
+    )
+
+
+# -------------------------------------------------------------------------------------------- source
+@source_app.command("add")
+def source_add(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(REGISTRY))}.")],
+    location: Annotated[str, typer.Argument(help="Folder, file or URL.")],
+    owner: Annotated[str, typer.Option(help="The mailbox or calendar owner's address.")],
+) -> None:
+    """Add a mailbox or calendar to capture from."""
+    addr = clean_email(owner)
+    if addr is None:
+        raise BadInput(f"--owner is not an email address: {owner!r}")
+    if kind not in REGISTRY:
+        raise BadInput(f"unknown source kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    if "://" not in location:
+        location = str(Path(location).expanduser().resolve())
+    make_source(kind, location, addr).check()
+    with state.sessions().begin() as s:
+        existing = s.execute(
+            select(Source).where(Source.kind == kind, Source.location == location, Source.owner == addr)
+        ).scalar_one_or_none()
+        if existing is not None:
+            out.print(f"source {existing.id} already exists: {kind} {location} ({addr})")
+            return
+        src = Source(kind=kind, location=location, owner=addr, settings={}, status="new", created_at=clock.now())
+        s.add(src)
+        s.flush()
+        out.print(f"added source {src.id}: {kind} {location} ({addr}); run `inkless sync`")
+
+
+@source_app.command("list")
+def source_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The sources with their status, last sync and last error."""
+    with state.sessions()() as s:
+        rows = s.execute(select(Source).order_by(Source.id)).scalars().all()
+        data = [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "location": r.location,
+                "owner": r.owner,
+                "status": r.status,
+                "last_sync_at": r.last_sync_at.isoformat() if r.last_sync_at else None,
+                "items_seen": r.item_count,
+                "last_error": r.last_error,
+            }
+            for r in rows
+        ]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    t = Table("id", "kind", "location", "owner", "status", "last sync", "seen", "last error")
+    for d in data:
+        t.add_row(
+            str(d["id"]), d["kind"], d["location"], d["owner"], d["status"],
+            (d["last_sync_at"] or "never")[:19], str(d["items_seen"]), d["last_error"] or "",
+        )
+    out.print(t)
+
+
+def _get_source(s: Session, source_id: int) -> Source:
+    src = s.get(Source, source_id)
+    if src is None:
+        raise NotFound(f"no source with id {source_id} (see `inkless source list`)")
+    return src
+
+
+@source_app.command("remove")
+def source_remove(source_id: int) -> None:
+    """Stop capturing from a source. Activities other sources also hold are kept."""
+    from store.models import SyncState
+    from store.queries import delete_activities, refresh_rollups
+
+    with state.sessions().begin() as s:
+        src = _get_source(s, source_id)
+        mine = {a for (a,) in s.execute(select(SyncState.activity_id).where(SyncState.source_id == source_id)) if a}
+        shared = {
+            a
+            for (a,) in s.execute(
+                select(SyncState.activity_id).where(SyncState.source_id != source_id, SyncState.activity_id.in_(mine))
+            )
+        }
+        touched = delete_activities(s, sorted(mine - shared))
+        s.delete(src)
+        s.flush()
+        refresh_rollups(s, touched, clock.now())
+    out.print(f"removed source {source_id} and {len(mine - shared)} activities only it held")
+
+
+@source_app.command("confirm-empty")
+def source_confirm_empty(source_id: int) -> None:
+    """Accept that a calendar which now lists nothing really is empty (its meetings are then removed)."""
+    with state.sessions().begin() as s:
+        src = _get_source(s, source_id)
+        src.settings = {**(src.settings or {}), "confirm_empty": True}
+    out.print(f"source {source_id}: the next sync removes what the calendar no longer lists")
+
+
+# ---------------------------------------------------------------------------------------------- sync
+@app.command()
+def sync(
+    source: Annotated[Optional[list[int]], typer.Option("--source", help="Only these source ids.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Parser processes (default: cores, max 4).")] = None,
+) -> None:
+    """Capture everything new from every source (incremental; safe to interrupt and rerun)."""
+    from .sync import SyncEngine
+
+    sessions = state.sessions()
+    with sessions() as s:
+        if not internal_domains(s) and not s.execute(select(Source.id).limit(1)).first():
+            raise ConfigError("nothing to sync yet: run `inkless init` and `inkless source add` first")
+    show = not quiet and sys.stderr.isatty()
+    with _progress(show) as progress_cb:
+        engine = SyncEngine(sessions, clock.now(), workers=workers, progress=progress_cb)
+        reports = engine.run(source or None)
+    failed = 0
+    for r in reports:
+        st = r.stats
+        if r.error:
+            failed += 1
+            err.print(f"[red]source {r.source_id} ({r.label}): {r.error}[/red]")
+        if not quiet:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(st.reasons.items()))
+            out.print(
+                f"source {r.source_id} {r.label}: {st.seen} new items, {st.logged} logged, {st.merged} already known, "
+                f"{st.skipped} skipped{f' ({reasons})' if reasons else ''}, {st.quarantined} quarantined"
+                + (f", {st.removed} removed" if st.removed else "")
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[Any]:
+    if not show:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+        transient=True,
+    ) as p:
+        tasks: dict[str, Any] = {}
+
+        def cb(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = p.add_task(label[-50:], total=total)
+            p.update(tasks[label], completed=done, total=total)
+
+        yield cb
+
+
+# ------------------------------------------------------------------------------------------- skipped
+@app.command()
+def skipped(
+    reason: Annotated[Optional[str], typer.Option(help="Only this reason.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to list (0: counts only).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What was deliberately not logged (and what could not be read), with the reason."""
+    with state.sessions()() as s:
+        counts = dict(s.execute(select(Skipped.reason, func.count()).group_by(Skipped.reason)).all())
+        qcount = s.execute(select(func.count()).select_from(Quarantine)).scalar_one()
+        q = select(Skipped).order_by(Skipped.occurred_at.desc()).limit(limit)
+        if reason and reason != "quarantined":
+            q = q.where(Skipped.reason == reason)
+        rows = [] if reason == "quarantined" else s.execute(q).scalars().all()
+        qrows = (
+            s.execute(select(Quarantine).order_by(Quarantine.id).limit(limit)).scalars().all()
+            if reason in (None, "quarantined")
+            else []
+        )
+        data = {
+            "counts": {**counts, "quarantined": qcount},
+            "skipped": [
+                {
+                    "source_id": r.source_id, "reason": r.reason, "detail": r.detail, "kind": r.kind,
+                    "occurred_at": r.occurred_at.isoformat() if r.occurred_at else None, "sender": r.sender,
+                    "item": r.locator,
+                }
+                for r in rows
+            ],
+            "quarantined": [
+                {"source_id": r.source_id, "item": r.locator or r.provider_id, "reason": r.reason} for r in qrows
+            ],
+        }
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print("  ".join(f"{k}: {v}" for k, v in sorted(data["counts"].items())))
+    if limit:
+        for d in data["skipped"]:
+            out.print(f"{(d['occurred_at'] or '')[:16]}  {d['reason']:<20} {d['sender'] or '':<35} {d['detail']}")
+        for d in data["quarantined"]:
+            out.print(f"quarantined  source {d['source_id']}  {d['item']}: {d['reason']}")
+
+
+# ------------------------------------------------------------------------------------------ timeline
+class EntityType(str, Enum):
+    contact = "contact"
+    company = "company"
+    deal = "deal"
+
+
+@app.command()
+def timeline(
+    entity: Annotated[EntityType, typer.Argument(help="contact, company or deal")],
+    query: Annotated[str, typer.Argument(help="Name, email, domain or CRM id (fuzzy).")],
+    limit: Annotated[int, typer.Option(help="Items to show.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One contact's, company's or deal's activity: upcoming meetings first, then newest first."""
+    from .views import find_entity, timeline_view
+
+    sessions = state.sessions()
+    now = clock.now()
+    with sessions.begin() as s:
+        refresh_due_rollups(s, now)
+    with sessions() as s:
+        ent = find_entity(s, entity.value, query)
+        view = timeline_view(s, entity.value, ent, now, limit)
+    if as_json:
+        out.print_json(json.dumps(view, default=str))
+        return
+    from .views import render_timeline
+
+    render_timeline(out, view)
+
+
+@app.command()
+def explain(activity_id: int) -> None:
+    """Why an activity was attributed the way it was: each link with its evidence."""
+    from .views import explain_view
+
+    with state.sessions()() as s:
+        act = s.get(Activity, activity_id)
+        if act is None:
+            raise NotFound(f"no activity {activity_id}")
+        for line in explain_view(s, act):
+            out.print(line)
+
+
+# -------------------------------------------------------------------------------------------- export
+class Format(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _write(rows: Iterator[dict[str, Any]], fmt: Format, dest: Path) -> int:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer: csv.DictWriter[str] | None = None
+        for row in rows:
+            if fmt is Format.jsonl:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                flat = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v) for k, v in row.items()}
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(flat))
+                    writer.writeheader()
+                writer.writerow(flat)
+            n += 1
+    os.replace(tmp, dest)
+    return n
+
+
+@export_app.command("activities")
+def export_activities(
+    out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+) -> None:
+    """Every logged activity with its contacts, companies, deal, status, confidence and evidence."""
+    with state.sessions()() as s:
+        n = _write(activity_rows(s), fmt, out_path)
+    out.print(f"wrote {n} activities to {out_path}")
+
+
+@export_app.command("entities")
+def export_entities(
+    out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+) -> None:
+    """Contacts, companies and deals with last contact / inbound / outbound, next meeting, counts."""
+    sessions = state.sessions()
+    with sessions.begin() as s:
+        refresh_due_rollups(s, clock.now())
+    with sessions() as s:
+        n = _write(entity_rows(s), fmt, out_path)
+    out.print(f"wrote {n} entities to {out_path}")
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Load into the --db / default database instead of a temporary one.")] = False,
+) -> None:
+    """Load the bundled sample (CRM, a mailbox, a calendar), sync it and show what inkless made of it."""
+    from .demo import run_demo
+
+    if not keep and state.url is None:
+        tmp = tempfile.mkdtemp(prefix="inkless-demo-")
+        state.url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        state._db = None
+        out.print(f"[dim]demo database: {Path(tmp) / 'demo.db'} (throw-away; use --keep to load your own)[/dim]")
+    run_demo(state.sessions(), out)
+
+
+def main() -> None:
+    try:
+        app()
+    except InklessError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        err.print(f"[red]error:[/red] database error: {reason}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted; everything stored so far is kept, rerun to continue")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
+
+_ = get_setting

@@ -1,0 +1,541 @@
+"""Storing one batch: classify -> dedupe -> thread -> match -> store, inside the caller's transaction.
+
+The caller (the sync engine) opens one transaction per batch and stores the source's cursor in it,
+so a crash at any point either keeps the whole batch and its cursor or neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from matching.attribute import Result, attribute
+from matching.classify import Skip, classify_mail, classify_meeting
+from matching.identity import email_key, is_freemail, domain_of
+from matching.index import ContactRec, CrmIndex, Team
+from providers.mailparse import normalise_subject
+from providers.records import Batch, CalendarItem, MailItem, Participant, Quarantined
+from store.models import (
+    Activity,
+    ActivityKey,
+    Attribution,
+    Contact,
+    ContactEmail,
+    Quarantine,
+    Skipped,
+    SyncState,
+)
+from store.models import Participant as ParticipantRow
+from store.queries import delete_activities, refresh_rollups
+
+SNIPPET_CHARS = 1000
+
+
+@dataclass
+class BatchStats:
+    seen: int = 0
+    logged: int = 0
+    merged: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    removed: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: BatchStats) -> None:
+        for k in ("seen", "logged", "merged", "skipped", "quarantined", "removed"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for r, n in other.reasons.items():
+            self.reasons[r] += n
+
+
+def dedupe_keys(item: MailItem | CalendarItem) -> list[str]:
+    if isinstance(item, MailItem):
+        keys = [f"mid:{item.message_id}"]
+        if item.fingerprint:
+            keys.append(f"fp:{item.fingerprint}")
+        return keys
+    rid = item.recurrence_id.strftime("%Y-%m-%dT%H:%M:%SZ") if item.recurrence_id else ""
+    return [f"ics:{item.ical_uid}|{rid}"]
+
+
+def _subject_key(item: MailItem, team: Team) -> str | None:
+    norm = normalise_subject(item.subject)
+    if len(norm) < 4:
+        return None
+    doms = sorted({domain_of(p.email) for p in item.participants if not team.is_internal(p.email)})
+    h = hashlib.sha1(f"{norm}|{','.join(doms)}".encode()).hexdigest()
+    return f"subj:{h}"
+
+
+class Ingestor:
+    """Applies batches of one source to the store. Holds the CRM index and the team for the run."""
+
+    def __init__(self, session: Session, source_id: int, owner: str, team: Team, index: CrmIndex, now: datetime):
+        self.s = session
+        self.source_id = source_id
+        self.owner = owner.lower()
+        self.team = team
+        self.index = index
+        self.now = now
+        self.touched: dict[str, set[int]] = defaultdict(set)
+
+    # -- public -----------------------------------------------------------------------------------
+    def apply(self, batch: Batch) -> BatchStats:
+        stats = BatchStats()
+        items = [i for i in batch.items]
+        stats.seen = len(items)
+        pids = [i.provider_id for i in items]
+        previous = self._previous_state(pids)
+        logged: list[MailItem | CalendarItem] = []
+        for item in items:
+            prev = previous.get(item.provider_id)
+            if isinstance(item, Quarantined):
+                self._quarantine(item, prev)
+                stats.quarantined += 1
+                continue
+            if prev is not None and prev[0] == item.content_hash and prev[2] != "quarantined":
+                continue  # unchanged since we stored it
+            skip = self._classify(item)
+            if skip is not None:
+                self._skip(item, skip, prev)
+                stats.skipped += 1
+                stats.reasons[skip.reason] += 1
+                continue
+            logged.append(item)
+        if logged:
+            new, merged = self._log(logged, previous)
+            stats.logged += new
+            stats.merged += merged
+        if batch.snapshot:
+            stats.removed += self._apply_snapshot(batch, set(pids))
+        for pid in batch.deleted:
+            stats.removed += self._forget(pid)
+        self._flush_rollups()
+        return stats
+
+    # -- classification ---------------------------------------------------------------------------
+    def _classify(self, item: MailItem | CalendarItem) -> Skip | None:
+        if isinstance(item, MailItem):
+            return classify_mail(item, self.team, self.index)
+        return classify_meeting(item, self.owner, self.team, self.index)
+
+    # -- sync state -------------------------------------------------------------------------------
+    def _previous_state(self, pids: list[str]) -> dict[str, tuple[str, int | None, str]]:
+        out: dict[str, tuple[str, int | None, str]] = {}
+        for i in range(0, len(pids), 500):
+            q = select(SyncState.provider_id, SyncState.content_hash, SyncState.activity_id, SyncState.outcome).where(
+                SyncState.source_id == self.source_id, SyncState.provider_id.in_(pids[i : i + 500])
+            )
+            for pid, h, aid, outcome in self.s.execute(q):
+                out[pid] = (h, aid, outcome)
+        return out
+
+    def _set_state(
+        self,
+        item: MailItem | CalendarItem | Quarantined,
+        prev: tuple[str, int | None, str] | None,
+        outcome: str,
+        activity_id: int | None,
+    ) -> None:
+        occurred = None if isinstance(item, Quarantined) else item.occurred_at
+        chash = "" if isinstance(item, Quarantined) else item.content_hash
+        if prev is None:
+            self.s.add(
+                SyncState(
+                    source_id=self.source_id,
+                    provider_id=item.provider_id,
+                    content_hash=chash,
+                    locator=item.locator,
+                    activity_id=activity_id,
+                    occurred_at=occurred,
+                    outcome=outcome,
+                )
+            )
+        else:
+            row = self.s.get(SyncState, (self.source_id, item.provider_id))
+            assert row is not None
+            if row.activity_id is not None and row.activity_id != activity_id:
+                self._detach(row.activity_id, item.provider_id)
+            row.content_hash, row.locator, row.activity_id = chash, item.locator, activity_id
+            row.occurred_at, row.outcome = occurred, outcome
+            if prev[2] == "skipped" and outcome != "skipped":
+                self.s.execute(
+                    delete(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
+                )
+            if prev[2] == "quarantined" and outcome != "quarantined":
+                self.s.execute(
+                    delete(Quarantine).where(
+                        Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id
+                    )
+                )
+
+    def _detach(self, activity_id: int, provider_id: str) -> None:
+        """This source no longer holds the item as a logged activity; drop it if nobody else does."""
+        others = self.s.execute(
+            select(SyncState.provider_id).where(
+                SyncState.activity_id == activity_id,
+                ~((SyncState.source_id == self.source_id) & (SyncState.provider_id == provider_id)),
+            ).limit(1)
+        ).first()
+        if others is None:
+            for t, ids in delete_activities(self.s, [activity_id]).items():
+                self.touched[t] |= ids
+
+    def _quarantine(self, item: Quarantined, prev: tuple[str, int | None, str] | None) -> None:
+        self._set_state(item, prev, "quarantined", None)
+        existing = self.s.execute(
+            select(Quarantine).where(Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id)
+        ).scalar_one_or_none()
+        if existing is None:
+            self.s.add(
+                Quarantine(
+                    source_id=self.source_id,
+                    provider_id=item.provider_id,
+                    locator=item.locator,
+                    reason=item.reason[:500],
+                    created_at=self.now,
+                )
+            )
+        else:
+            existing.reason = item.reason[:500]
+
+    def _skip(self, item: MailItem | CalendarItem, skip: Skip, prev: tuple[str, int | None, str] | None) -> None:
+        self._set_state(item, prev, "skipped", None)
+        sender = item.sender.email if isinstance(item, MailItem) and item.sender else None
+        if isinstance(item, CalendarItem) and item.organizer:
+            sender = item.organizer.email
+        people = item.participants if isinstance(item, MailItem) else item.attendees
+        addresses = None
+        if skip.reason in ("personal", "meeting-personal"):
+            addresses = sorted({p.email for p in people if not self.team.is_internal(p.email)})[:50]
+        values: dict[str, Any] = dict(
+            locator=item.locator,
+            kind=item.kind,
+            dedupe_key=dedupe_keys(item)[0],
+            reason=skip.reason,
+            detail=skip.detail[:300],
+            occurred_at=item.occurred_at,
+            sender=sender,
+            addresses=addresses,
+        )
+        row = self.s.execute(
+            select(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
+        ).scalar_one_or_none()
+        if row is None:
+            self.s.add(Skipped(source_id=self.source_id, provider_id=item.provider_id, created_at=self.now, **values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+
+    # -- logging ----------------------------------------------------------------------------------
+    def _log(
+        self, items: list[MailItem | CalendarItem], previous: dict[str, tuple[str, int | None, str]]
+    ) -> tuple[int, int]:
+        all_keys = {k for it in items for k in dedupe_keys(it)}
+        for it in items:
+            if isinstance(it, MailItem):
+                all_keys.update(f"mid:{r}" for r in (*it.references, it.in_reply_to) if r)
+                sk = _subject_key(it, self.team)
+                if sk:
+                    all_keys.add(sk)
+        known = self._lookup_keys(all_keys)
+        threads = self._thread_keys_of({aid for aid in known.values()})
+        new = merged = 0
+        for it in items:
+            prev = previous.get(it.provider_id)
+            keys = dedupe_keys(it)
+            aid = next((known[k] for k in keys if k in known), None)
+            if aid is not None:
+                self._merge(aid, it, keys, known)
+                self._set_state(it, prev, "logged", aid)
+                merged += 1
+                continue
+            aid, thread_key = self._insert(it, known, threads)
+            threads[aid] = thread_key
+            for k in keys:
+                known[k] = aid
+            if isinstance(it, MailItem):
+                sk = _subject_key(it, self.team)
+                if sk and sk not in known:
+                    self.s.add(ActivityKey(key=sk, activity_id=aid))
+                    known[sk] = aid
+            self._set_state(it, prev, "logged", aid)
+            new += 1
+        return new, merged
+
+    def _lookup_keys(self, keys: set[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        klist = sorted(keys)
+        for i in range(0, len(klist), 500):
+            q = select(ActivityKey.key, ActivityKey.activity_id).where(ActivityKey.key.in_(klist[i : i + 500]))
+            out.update({k: a for k, a in self.s.execute(q)})
+        return out
+
+    def _thread_keys_of(self, ids: set[int]) -> dict[int, str | None]:
+        out: dict[int, str | None] = {}
+        idl = sorted(ids)
+        for i in range(0, len(idl), 500):
+            q = select(Activity.id, Activity.thread_key).where(Activity.id.in_(idl[i : i + 500]))
+            out.update({a: t for a, t in self.s.execute(q)})
+        return out
+
+    def _merge(self, aid: int, it: MailItem | CalendarItem, keys: list[str], known: dict[str, int]) -> None:
+        """The same real-world item seen again (another mailbox, a copy, a changed meeting)."""
+        for k in keys:
+            if k not in known:
+                self.s.add(ActivityKey(key=k, activity_id=aid))
+                known[k] = aid
+        if isinstance(it, CalendarItem):
+            act = self.s.get(Activity, aid)
+            if act is None:
+                return
+            if act.occurred_at != it.start or act.subject != it.summary[:1000] or act.end_at != it.end:
+                act.occurred_at, act.end_at, act.subject = it.start, it.end, it.summary[:1000]
+                act.updated_at = self.now
+                for t, ids in self._reattribute_one(act, it).items():
+                    self.touched[t] |= ids
+
+    def _thread_key(self, it: MailItem, known: dict[str, int], threads: dict[int, str | None]) -> str:
+        refs = [r for r in (*reversed(it.references), it.in_reply_to) if r]
+        for r in refs:
+            aid = known.get(f"mid:{r}")
+            if aid is not None and threads.get(aid):
+                return str(threads[aid])
+        if it.references:
+            return f"t:{it.references[0]}"
+        if it.in_reply_to:
+            return f"t:{it.in_reply_to}"
+        sk = _subject_key(it, self.team)
+        if sk and sk in known and normalise_subject(it.subject) != it.subject.strip().lower():
+            t = threads.get(known[sk])
+            if t:
+                return t
+        return f"t:{it.message_id}"
+
+    def _thread_deal(self, thread_key: str) -> int | None:
+        q = (
+            select(Attribution.target_id)
+            .join(Activity, Activity.id == Attribution.activity_id)
+            .where(Activity.thread_key == thread_key, Attribution.target_type == "deal")
+            .order_by(Activity.occurred_at.desc())
+            .limit(1)
+        )
+        row = self.s.execute(q).first()
+        return int(row[0]) if row else None
+
+    def _insert(
+        self, it: MailItem | CalendarItem, known: dict[str, int], threads: dict[int, str | None]
+    ) -> tuple[int, str | None]:
+        if isinstance(it, MailItem):
+            thread_key: str | None = self._thread_key(it, known, threads)
+            sender_internal = it.sender is not None and self.team.is_internal(it.sender.email)
+            direction: str | None = "outbound" if sender_internal else "inbound"
+            people = list(it.participants)
+            subject, text = it.subject, it.body_text
+            values: dict[str, Any] = dict(kind="email", occurred_at=it.occurred_at, end_at=None)
+        else:
+            thread_key, direction = None, None
+            people = list(it.attendees)
+            if it.organizer and all(p.email != it.organizer.email for p in people):
+                people.insert(0, it.organizer)
+            subject, text = it.summary, it.description
+            values = dict(
+                kind="meeting", occurred_at=it.start, end_at=it.end, ical_uid=it.ical_uid, recurrence_id=it.recurrence_id
+            )
+        thread_deal = self._thread_deal(thread_key) if thread_key else None
+        res = attribute(people, values["occurred_at"], subject, text, self.index, self.team, thread_deal)
+        new_ids = self._create_suggested(res)
+        act = Activity(
+            dedupe_key=dedupe_keys(it)[0],
+            subject=subject[:1000],
+            direction=direction,
+            thread_key=thread_key,
+            snippet=text[:SNIPPET_CHARS] or None,
+            status=res.status,
+            confidence=res.confidence,
+            evidence=res.evidence,
+            created_at=self.now,
+            updated_at=self.now,
+            **values,
+        )
+        self.s.add(act)
+        self.s.flush()
+        self.s.add_all(ActivityKey(key=k, activity_id=act.id) for k in dedupe_keys(it))
+        self._store_people(act.id, people)
+        self._store_links(act.id, res, new_ids)
+        return act.id, thread_key
+
+    def _store_people(self, aid: int, people: list[Participant]) -> None:
+        rows = []
+        seen: set[tuple[str, str]] = set()
+        for p in people:
+            if (p.email, p.role) in seen:
+                continue
+            seen.add((p.email, p.role))
+            c = self.index.contact_for(p.email)
+            rows.append(
+                dict(
+                    activity_id=aid,
+                    email=p.email[:320],
+                    name=(p.name or None) and p.name[:400] if p.name else None,
+                    role=p.role,
+                    is_internal=self.team.is_internal(p.email),
+                    contact_id=c.id if c else None,
+                )
+            )
+        if rows:
+            self.s.execute(insert(ParticipantRow), rows)
+
+    def _create_suggested(self, res: Result) -> dict[str, int]:
+        """Unknown people at known companies become suggested contacts (never pushed until confirmed)."""
+        out: dict[str, int] = {}
+        for nc in res.new_contacts:
+            key = email_key(nc.email)
+            existing = self.index.by_email.get(key)
+            if existing is not None:
+                out[key] = existing
+                continue
+            c = Contact(name=nc.name, email=nc.email, company_id=nc.company_id, origin="suggested")
+            self.s.add(c)
+            self.s.flush()
+            self.s.add(ContactEmail(key=key, contact_id=c.id, email=nc.email, is_primary=True))
+            self.index.add_contact(ContactRec(c.id, None, nc.name, nc.company_id, "suggested"), [nc.email])
+            out[key] = c.id
+        return out
+
+    def _store_links(self, aid: int, res: Result, new_ids: dict[str, int]) -> None:
+        rows = []
+        for link in res.contacts + res.companies + ([res.deal] if res.deal else []):
+            rows.append(
+                dict(
+                    activity_id=aid,
+                    target_type=link.target_type,
+                    target_id=link.target_id,
+                    confidence=link.confidence,
+                    evidence=list(link.evidence),
+                    status=res.status,
+                )
+            )
+            self.touched[link.target_type].add(link.target_id)
+        for nc in res.new_contacts:
+            cid = new_ids.get(email_key(nc.email))
+            if cid is None:
+                continue
+            rows.append(
+                dict(
+                    activity_id=aid,
+                    target_type="contact",
+                    target_id=cid,
+                    confidence=0.8,
+                    evidence=[nc.evidence],
+                    status=res.status,
+                )
+            )
+            self.touched["contact"].add(cid)
+        if rows:
+            self.s.execute(insert(Attribution), rows)
+
+    def _reattribute_one(self, act: Activity, it: CalendarItem | None = None) -> dict[str, set[int]]:
+        """Recompute automatic links of one stored activity (never touches confirmed/corrected ones)."""
+        return reattribute(self.s, [act.id], self.index, self.team, self.now)
+
+    # -- deletions --------------------------------------------------------------------------------
+    def _apply_snapshot(self, batch: Batch, present: set[str]) -> int:
+        if batch.window is None:
+            return 0
+        start, end = batch.window
+        q = select(SyncState.provider_id).where(
+            SyncState.source_id == self.source_id,
+            SyncState.occurred_at >= start,
+            SyncState.occurred_at <= end,
+        )
+        gone = [pid for (pid,) in self.s.execute(q) if pid not in present]
+        if gone and not present:
+            # safety rail: a calendar that suddenly lists nothing wipes nothing until a person confirms
+            raise EmptySnapshot(len(gone))
+        return sum(self._forget(pid) for pid in gone)
+
+    def _forget(self, pid: str) -> int:
+        row = self.s.get(SyncState, (self.source_id, pid))
+        if row is None:
+            return 0
+        aid = row.activity_id
+        self.s.delete(row)
+        self.s.execute(delete(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == pid))
+        self.s.flush()
+        if aid is not None:
+            self._detach(aid, pid)
+            return 1
+        return 0
+
+    def _flush_rollups(self) -> None:
+        if self.touched:
+            self.s.flush()
+            refresh_rollups(self.s, self.touched, self.now)
+            self.touched = defaultdict(set)
+
+
+class EmptySnapshot(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+def reattribute(
+    session: Session, activity_ids: list[int], index: CrmIndex, team: Team, now: datetime
+) -> dict[str, set[int]]:
+    """Recompute the automatic attribution of stored activities from their participants and text.
+
+    Links a person confirmed or corrected are kept as they are. Returns the entities whose roll-ups
+    changed (old and new links)."""
+    touched: dict[str, set[int]] = defaultdict(set)
+    for i in range(0, len(activity_ids), 200):
+        chunk = activity_ids[i : i + 200]
+        acts = {a.id: a for a in session.execute(select(Activity).where(Activity.id.in_(chunk))).scalars()}
+        people: dict[int, list[Participant]] = defaultdict(list)
+        q = select(ParticipantRow.activity_id, ParticipantRow.email, ParticipantRow.name, ParticipantRow.role).where(
+            ParticipantRow.activity_id.in_(chunk)
+        ).order_by(ParticipantRow.id)
+        for aid, email, name, role in session.execute(q):
+            people[aid].append(Participant(email=email, name=name, role=role))
+        old = session.execute(
+            select(Attribution.activity_id, Attribution.target_type, Attribution.target_id, Attribution.status).where(
+                Attribution.activity_id.in_(chunk)
+            )
+        ).all()
+        locked = {aid for aid, _, _, st in old if st in ("confirmed", "corrected")}
+        for aid, t, tid, _ in old:
+            if aid not in locked:
+                touched[t].add(tid)
+        ingest = Ingestor(session, 0, "", team, index, now)
+        for aid, act in acts.items():
+            if aid in locked:
+                continue
+            session.execute(delete(Attribution).where(Attribution.activity_id == aid))
+            thread_deal = ingest._thread_deal(act.thread_key) if act.thread_key else None
+            res = attribute(people[aid], act.occurred_at, act.subject, act.snippet or "", index, team, thread_deal)
+            new_ids = ingest._create_suggested(res)
+            ingest._store_links(aid, res, new_ids)
+            act.status, act.confidence, act.evidence = res.status, res.confidence, res.evidence
+            act.updated_at = now
+            for t, ids in ingest.touched.items():
+                touched[t] |= ids
+            ingest.touched = defaultdict(set)
+            # participant rows follow the index (a contact may have been imported meanwhile)
+            for prow in session.execute(select(ParticipantRow).where(ParticipantRow.activity_id == aid)).scalars():
+                c = index.contact_for(prow.email)
+                prow.contact_id = c.id if c else None
+    return touched
+
+
+def known_to_crm(addresses: list[str], index: CrmIndex) -> bool:
+    return any(index.contact_for(a) is not None or (index.company_for_email(a) is not None) for a in addresses)
+
+
+__all__ = ["BatchStats", "EmptySnapshot", "Ingestor", "dedupe_keys", "known_to_crm", "reattribute", "is_freemail"]

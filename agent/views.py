@@ -1,0 +1,160 @@
+"""Read views for the CLI (and later the web page): entity lookup, timelines, explanations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from rapidfuzz import fuzz, process
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from matching.identity import clean_email, email_key, fold
+from providers.errors import NotFound
+from store.export import iso
+from store.models import (
+    Activity,
+    Attribution,
+    Company,
+    CompanyDomain,
+    Contact,
+    ContactEmail,
+    Deal,
+    Participant,
+)
+
+MODELS: dict[str, Any] = {"contact": Contact, "company": Company, "deal": Deal}
+
+
+def find_entity(s: Session, kind: str, query: str) -> Any:
+    """Exact CRM id, address or domain first; then the best fuzzy name match (case/diacritics-blind)."""
+    model = MODELS[kind]
+    q = query.strip()
+    hit = s.execute(select(model).where(model.crm_id == q)).scalar_one_or_none()
+    if hit is not None:
+        return hit
+    addr = clean_email(q)
+    if addr and kind == "contact":
+        row = s.get(ContactEmail, email_key(addr))
+        if row is not None:
+            return s.get(Contact, row.contact_id)
+    if kind == "company":
+        dom = q.lower().lstrip("@")
+        if addr:
+            dom = addr.rpartition("@")[2]
+        row2 = s.get(CompanyDomain, dom)
+        if row2 is not None:
+            return s.get(Company, row2.company_id)
+    choices: dict[int, str] = {}
+    cols = [model.id, model.name] + ([Contact.email] if kind == "contact" else [])
+    for row3 in s.execute(select(*cols)):
+        choices[row3[0]] = fold(" ".join(str(v) for v in row3[1:] if v))
+    if kind == "company":
+        for dom, cid in s.execute(select(CompanyDomain.domain, CompanyDomain.company_id)):
+            choices[cid] = choices.get(cid, "") + " " + dom
+    best = process.extractOne(fold(q), choices, scorer=fuzz.WRatio, score_cutoff=60)
+    if best is None:
+        raise NotFound(f"no {kind} matches {query!r}")
+    return s.get(model, best[2])
+
+
+def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 30) -> dict[str, Any]:
+    q = (
+        select(Activity)
+        .join(Attribution, Attribution.activity_id == Activity.id)
+        .where(Attribution.target_type == kind, Attribution.target_id == ent.id)
+        .order_by(Activity.occurred_at.desc())
+    )
+    acts = s.execute(q).scalars().all()
+    upcoming = sorted((a for a in acts if a.occurred_at > now), key=lambda a: a.occurred_at)
+    past = [a for a in acts if a.occurred_at <= now]
+    shown = upcoming + past[: max(0, limit - len(upcoming))]
+    ids = [a.id for a in shown]
+    people: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        for aid, email, name, internal in s.execute(
+            select(Participant.activity_id, Participant.email, Participant.name, Participant.is_internal).where(
+                Participant.activity_id.in_(ids)
+            )
+        ):
+            if not internal:
+                label = name or email
+                if label not in people[aid]:
+                    people[aid].append(label)
+    head = {
+        "type": kind,
+        "crm_id": ent.crm_id,
+        "name": ent.name,
+        "last_contact_at": iso(ent.last_contact_at),
+        "last_inbound_at": iso(ent.last_inbound_at),
+        "last_outbound_at": iso(ent.last_outbound_at),
+        "next_meeting_at": iso(ent.next_meeting_at),
+        "activity_count": ent.activity_count,
+    }
+    if kind == "deal":
+        head.update(status=ent.status, stage=ent.stage)
+    items = [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "when": iso(a.occurred_at),
+            "upcoming": a.occurred_at > now,
+            "direction": a.direction,
+            "subject": a.subject,
+            "people": people.get(a.id, []),
+            "status": a.status,
+            "confidence": a.confidence,
+            "snippet": (a.snippet or "")[:160],
+        }
+        for a in shown
+    ]
+    return {"entity": head, "items": items, "total": len(acts)}
+
+
+def render_timeline(console: Console, view: dict[str, Any]) -> None:
+    e = view["entity"]
+    console.print(f"[bold]{escape(e['name'] or '')}[/bold] ({e['type']}{', ' + e['crm_id'] if e['crm_id'] else ''})")
+    console.print(
+        f"last contact {e['last_contact_at'] or '—'} · last inbound {e['last_inbound_at'] or '—'} · "
+        f"last outbound {e['last_outbound_at'] or '—'} · next meeting {e['next_meeting_at'] or '—'} · "
+        f"{e['activity_count']} activities"
+    )
+    t = Table("when", "", "subject", "who", "status", box=None, pad_edge=False)
+    for it in view["items"]:
+        icon = "📅" if it["kind"] == "meeting" else ("→" if it["direction"] == "outbound" else "←")
+        when = (it["when"] or "")[:16].replace("T", " ")
+        if it["upcoming"]:
+            when = f"[green]{when}[/green]"
+        t.add_row(
+            when, icon, escape(it["subject"][:70]), escape(", ".join(it["people"])[:40]),
+            it["status"] if it["status"] != "auto" else "",
+        )
+    console.print(t)
+    if view["total"] > len(view["items"]):
+        console.print(f"[dim]… {view['total'] - len(view['items'])} older items (use --limit)[/dim]")
+
+
+def explain_view(s: Session, act: Activity) -> list[str]:
+    lines = [
+        f"{act.kind} {iso(act.occurred_at)}  {escape(act.subject)}",
+        f"status {act.status}, confidence {act.confidence:.2f}",
+    ]
+    for t, tid, conf, ev, st in s.execute(
+        select(
+            Attribution.target_type, Attribution.target_id, Attribution.confidence, Attribution.evidence,
+            Attribution.status,
+        ).where(Attribution.activity_id == act.id)
+    ):
+        ent = s.get(MODELS[t], tid)
+        name = ent.name if ent is not None else f"#{tid}"
+        lines.append(f"  {t}: {escape(name or '')} ({conf:.2f}, {st})")
+        for e in ev or []:
+            lines.append(f"      · {escape(e)}")
+    if not any(line.startswith("  deal") for line in lines):
+        notes = [e for e in (act.evidence or []) if e.startswith("no deal")]
+        lines.extend(f"  deal: none — {escape(n)}" for n in notes)
+    return lines

@@ -1,0 +1,105 @@
+"""An in-memory index of the CRM for attribution: address -> contact, domain -> company, company ->
+deals. Built from plain records (the store loads them); lookups are dictionary hits, never scans."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .identity import domain_chain, domain_of, email_key, is_freemail
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRec:
+    id: int
+    crm_id: str | None
+    name: str | None
+    company_id: int | None
+    origin: str = "crm"
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRec:
+    id: int
+    crm_id: str | None
+    name: str
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DealRec:
+    id: int
+    crm_id: str
+    name: str
+    company_id: int | None
+    status: str
+    created_at: datetime | None
+    close_date: datetime | None
+    contact_ids: frozenset[int] = frozenset()
+
+
+@dataclass
+class CrmIndex:
+    contacts: dict[int, ContactRec] = field(default_factory=dict)
+    by_email: dict[str, int] = field(default_factory=dict)
+    companies: dict[int, CompanyRec] = field(default_factory=dict)
+    by_domain: dict[str, int] = field(default_factory=dict)
+    deals: dict[int, DealRec] = field(default_factory=dict)
+    deals_by_company: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    deals_by_contact: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+    def add_company(self, c: CompanyRec) -> None:
+        self.companies[c.id] = c
+        for d in c.domains:
+            self.by_domain[d.lower()] = c.id
+
+    def add_contact(self, c: ContactRec, emails: list[str]) -> None:
+        self.contacts[c.id] = c
+        for e in emails:
+            self.by_email[email_key(e)] = c.id
+
+    def add_deal(self, d: DealRec) -> None:
+        self.deals[d.id] = d
+        if d.company_id is not None:
+            self.deals_by_company[d.company_id].append(d.id)
+        for cid in d.contact_ids:
+            self.deals_by_contact[cid].append(d.id)
+
+    def contact_for(self, email: str) -> ContactRec | None:
+        cid = self.by_email.get(email_key(email))
+        return self.contacts.get(cid) if cid is not None else None
+
+    def company_for_email(self, email: str) -> tuple[CompanyRec, str] | None:
+        """The company owning the address's domain or a parent domain (never a freemail domain)."""
+        domain = domain_of(email)
+        if not domain or is_freemail(domain):
+            return None
+        for d in domain_chain(domain):
+            cid = self.by_domain.get(d)
+            if cid is not None:
+                return self.companies[cid], d
+        return None
+
+    def knows(self, email: str) -> bool:
+        return self.contact_for(email) is not None or self.company_for_email(email) is not None
+
+
+class Team:
+    """The team's own identity: internal domains (with sub-domains) and the source owners' addresses."""
+
+    def __init__(self, domains: set[str] | list[str], owners: set[str] | list[str] = ()) -> None:
+        self.owners = {o.lower() for o in owners}
+        self.domains = {d.lower().strip(".") for d in domains} | {domain_of(o) for o in self.owners}
+
+    def is_internal(self, email: str) -> bool:
+        if email.lower() in self.owners:
+            return True
+        d = domain_of(email)
+        while d:
+            if d in self.domains:
+                return True
+            if "." not in d:
+                return False
+            d = d.split(".", 1)[1]
+        return False

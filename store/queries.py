@@ -1,0 +1,149 @@
+"""Queries shared by the CLI, the sync engine and export: settings, the CRM index, roll-ups."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from matching.index import CompanyRec, ContactRec, CrmIndex, DealRec
+
+from .models import (
+    ROLLUP_MODELS,
+    Activity,
+    Attribution,
+    Company,
+    CompanyDomain,
+    Contact,
+    ContactEmail,
+    Deal,
+    DealContact,
+    Setting,
+    Source,
+)
+
+
+def get_setting(session: Session, key: str, default: Any = None) -> Any:
+    row = session.get(Setting, key)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value: Any) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def internal_domains(session: Session) -> list[str]:
+    return list(get_setting(session, "internal_domains", []) or [])
+
+
+def source_owners(session: Session) -> list[str]:
+    return [o for (o,) in session.execute(select(Source.owner).distinct())]
+
+
+def load_index(session: Session) -> CrmIndex:
+    """Everything matching needs, in a few bulk queries."""
+    idx = CrmIndex()
+    domains: dict[int, list[str]] = defaultdict(list)
+    for dom, cid in session.execute(select(CompanyDomain.domain, CompanyDomain.company_id)):
+        domains[cid].append(dom)
+    for cid, crm_id, name in session.execute(select(Company.id, Company.crm_id, Company.name)):
+        idx.add_company(CompanyRec(cid, crm_id, name, tuple(domains.get(cid, ()))))
+    emails: dict[int, list[str]] = defaultdict(list)
+    for key, cid in session.execute(select(ContactEmail.key, ContactEmail.contact_id)):
+        emails[cid].append(key)
+    rows = session.execute(select(Contact.id, Contact.crm_id, Contact.name, Contact.company_id, Contact.origin))
+    for cid, crm_id, name, company_id, origin in rows:
+        idx.add_contact(ContactRec(cid, crm_id, name, company_id, origin), emails.get(cid, []))
+    roles: dict[int, set[int]] = defaultdict(set)
+    for did, cid in session.execute(select(DealContact.deal_id, DealContact.contact_id)):
+        roles[did].add(cid)
+    deal_cols = select(
+        Deal.id, Deal.crm_id, Deal.name, Deal.company_id, Deal.status, Deal.created_at, Deal.close_date
+    )
+    for did, crm_id, name, company_id, status, created, closed in session.execute(deal_cols):
+        idx.add_deal(DealRec(did, crm_id, name, company_id, status, created, closed, frozenset(roles.get(did, ()))))
+    return idx
+
+
+def refresh_rollups(session: Session, touched: dict[str, set[int]], now: datetime) -> None:
+    """Recompute last contact / inbound / outbound, next meeting and counts for the given entities."""
+    for target_type, ids in touched.items():
+        if not ids:
+            continue
+        model = ROLLUP_MODELS[target_type]
+        id_list = sorted(ids)
+        for i in range(0, len(id_list), 500):
+            chunk = id_list[i : i + 500]
+            past = Activity.occurred_at <= now
+            q = (
+                select(
+                    Attribution.target_id,
+                    func.max(case((past, Activity.occurred_at))),
+                    func.max(case((and_(past, Activity.direction == "inbound"), Activity.occurred_at))),
+                    func.max(case((and_(past, Activity.direction == "outbound"), Activity.occurred_at))),
+                    func.min(
+                        case((and_(Activity.kind == "meeting", Activity.occurred_at > now), Activity.occurred_at))
+                    ),
+                    func.count(func.distinct(Activity.id)),
+                )
+                .join(Activity, Activity.id == Attribution.activity_id)
+                .where(Attribution.target_type == target_type, Attribution.target_id.in_(chunk))
+                .group_by(Attribution.target_id)
+            )
+            found: dict[int, tuple[Any, ...]] = {}
+            for tid, last, inbound, outbound, nxt, count in session.execute(q):
+                found[tid] = (last, inbound, outbound, nxt, count)
+            values = []
+            for tid in chunk:
+                last, inbound, outbound, nxt, count = found.get(tid, (None, None, None, None, 0))
+                values.append(
+                    {
+                        "id": tid,
+                        "last_contact_at": last,
+                        "last_inbound_at": inbound,
+                        "last_outbound_at": outbound,
+                        "next_meeting_at": nxt,
+                        "activity_count": count,
+                    }
+                )
+            session.execute(update(model), values)
+
+
+def refresh_due_rollups(session: Session, now: datetime) -> None:
+    """Entities whose next meeting has started since the last refresh (time passing changes them)."""
+    touched: dict[str, set[int]] = {}
+    for name, model in ROLLUP_MODELS.items():
+        ids = {i for (i,) in session.execute(select(model.id).where(model.next_meeting_at <= now))}
+        if ids:
+            touched[name] = ids
+    if touched:
+        refresh_rollups(session, touched, now)
+
+
+def entities_of(session: Session, activity_ids: Iterable[int]) -> dict[str, set[int]]:
+    ids = list(activity_ids)
+    touched: dict[str, set[int]] = defaultdict(set)
+    for i in range(0, len(ids), 500):
+        q = select(Attribution.target_type, Attribution.target_id).where(
+            Attribution.activity_id.in_(ids[i : i + 500])
+        )
+        for t, tid in session.execute(q):
+            touched[t].add(tid)
+    return touched
+
+
+def delete_activities(session: Session, activity_ids: Iterable[int]) -> dict[str, set[int]]:
+    """Remove activities (and their links); returns the entities whose roll-ups must be refreshed."""
+    ids = list(activity_ids)
+    touched = entities_of(session, ids)
+    for i in range(0, len(ids), 500):
+        session.execute(delete(Activity).where(Activity.id.in_(ids[i : i + 500])))
+    return touched
