@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import TypeDecorator, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from matching.identity import clean_email, email_key, registered_domain
@@ -76,16 +76,26 @@ _COLUMNS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         HUBSPOT: {
             "id": ("record id", "company id", "hs_object_id"),
             "name": ("company name", "name"),
-            "domains": ("company domain name", "domain", "domain name", "additional domains",
-                        "hs_additional_domains"),
+            "domains": (
+                "company domain name",
+                "domain",
+                "domain name",
+                "additional domains",
+                "hs_additional_domains",
+            ),
             "website": ("website url", "website"),
         },
         SALESFORCE: {"id": ("id", "account id"), "name": ("name", "account name"), "website": ("website",)},
     },
     "contacts": {
         GENERIC: {
-            "id": ("id",), "first_name": ("first_name",), "last_name": ("last_name",), "email": ("email",),
-            "other_emails": ("other_emails",), "company": ("company_id",), "title": ("title",),
+            "id": ("id",),
+            "first_name": ("first_name",),
+            "last_name": ("last_name",),
+            "email": ("email",),
+            "other_emails": ("other_emails",),
+            "company": ("company_id",),
+            "title": ("title",),
             "phone": ("phone",),
         },
         HUBSPOT: {
@@ -94,24 +104,41 @@ _COLUMNS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "last_name": ("last name", "lastname"),
             "email": ("email", "email address"),
             "other_emails": ("additional email addresses", "hs_additional_emails", "additional emails"),
-            "company": ("associated company ids (primary)", "primary associated company id",
-                        "associated company id (primary)", "associatedcompanyid", "associated company ids",
-                        "associated company id", "company id"),
+            "company": (
+                "associated company ids (primary)",
+                "primary associated company id",
+                "associated company id (primary)",
+                "associatedcompanyid",
+                "associated company ids",
+                "associated company id",
+                "company id",
+            ),
             "title": ("job title", "jobtitle"),
             "phone": ("phone number", "phone", "mobile phone number", "mobilephone"),
         },
         SALESFORCE: {
-            "id": ("id", "contact id"), "first_name": ("firstname", "first name"),
-            "last_name": ("lastname", "last name"), "email": ("email",),
-            "company": ("accountid", "account id"), "title": ("title",),
+            "id": ("id", "contact id"),
+            "first_name": ("firstname", "first name"),
+            "last_name": ("lastname", "last name"),
+            "full_name": ("name", "full name", "contact name"),
+            "email": ("email",),
+            "company": ("accountid", "account id"),
+            "title": ("title",),
             "phone": ("phone", "business phone", "mobilephone", "mobile"),
         },
     },
     "deals": {
         GENERIC: {
-            "id": ("id",), "name": ("name",), "company": ("company_id",), "stage": ("stage",),
-            "status": ("status",), "amount": ("amount",), "created_at": ("created_at",),
-            "close_date": ("close_date",), "owner_email": ("owner_email",), "contacts": ("contact_ids",),
+            "id": ("id",),
+            "name": ("name",),
+            "company": ("company_id",),
+            "stage": ("stage",),
+            "status": ("status",),
+            "amount": ("amount",),
+            "created_at": ("created_at",),
+            "close_date": ("close_date",),
+            "owner_email": ("owner_email",),
+            "contacts": ("contact_ids",),
         },
         HUBSPOT: {
             "id": ("record id", "deal id", "hs_object_id"),
@@ -124,69 +151,118 @@ _COLUMNS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "created_at": ("create date", "createdate", "created date"),
             "close_date": ("close date", "closedate"),
             "owner_email": ("deal owner email", "owner email", "deal owner"),
-            "company": ("associated company ids (primary)", "primary associated company id",
-                        "associated company id (primary)", "associated company ids", "associated company id"),
+            "company": (
+                "associated company ids (primary)",
+                "primary associated company id",
+                "associated company id (primary)",
+                "associated company ids",
+                "associated company id",
+            ),
             "contacts": ("associated contact ids", "associated contact id"),
         },
         SALESFORCE: {
-            "id": ("id", "opportunity id"), "name": ("name", "opportunity name"),
-            "company": ("accountid", "account id"), "stage": ("stagename", "stage"),
-            "is_closed": ("isclosed", "closed"), "is_won": ("iswon", "won"), "amount": ("amount",),
-            "created_at": ("createddate", "created date"), "close_date": ("closedate", "close date"),
+            "id": ("id", "opportunity id"),
+            "name": ("name", "opportunity name"),
+            "company": ("accountid", "account id"),
+            "stage": ("stagename", "stage"),
+            "is_closed": ("isclosed", "closed"),
+            "is_won": ("iswon", "won"),
+            "amount": ("amount",),
+            "created_at": ("createddate", "created date"),
+            "close_date": ("closedate", "close date"),
             "owner_email": ("owner.email", "owner email", "opportunity owner email"),
             "contacts": ("contactid", "contact id"),
         },
     },
     "deal_contacts": {
         GENERIC: {"deal": ("deal_id",), "contact": ("contact_id",), "role": ("role",)},
-        SALESFORCE: {"deal": ("opportunityid", "opportunity id"), "contact": ("contactid", "contact id", "contact"),
-                     "role": ("role", "contact role")},
+        SALESFORCE: {
+            "deal": ("opportunityid", "opportunity id"),
+            "contact": ("contactid", "contact id", "contact"),
+            "role": ("role", "contact role"),
+        },
     },
 }
 
 # What a header must hold to be taken for a format (any one of the sets, all of its members).
 _GENERIC_SIGNS: dict[str, tuple[frozenset[str], ...]] = {
     "companies": (frozenset({"id", "name", "domains"}), frozenset({"id", "name"})),
-    "contacts": (frozenset({"id", "email", "first_name"}), frozenset({"id", "email", "last_name"}),
-                 frozenset({"id", "email", "company_id"}), frozenset({"id", "email"})),
-    "deals": (frozenset({"id", "name", "status"}), frozenset({"id", "name", "company_id"}),
-              frozenset({"id", "name", "contact_ids"}), frozenset({"id", "name", "stage"})),
+    "contacts": (
+        frozenset({"id", "email", "first_name"}),
+        frozenset({"id", "email", "last_name"}),
+        frozenset({"id", "email", "company_id"}),
+        frozenset({"id", "email"}),
+    ),
+    "deals": (
+        frozenset({"id", "name", "status"}),
+        frozenset({"id", "name", "company_id"}),
+        frozenset({"id", "name", "contact_ids"}),
+        frozenset({"id", "name", "stage"}),
+    ),
     "deal_contacts": (frozenset({"deal_id", "contact_id"}),),
 }
 _HUBSPOT_SIGNS: dict[str, tuple[frozenset[str], ...]] = {
-    "companies": (frozenset({"record id", "company name"}), frozenset({"record id", "name"}),
-                  frozenset({"record id", "company domain name"})),
-    "contacts": (frozenset({"record id", "email"}), frozenset({"record id", "first name"}),
-                 frozenset({"record id", "last name"})),
+    "companies": (
+        frozenset({"record id", "company name"}),
+        frozenset({"record id", "name"}),
+        frozenset({"record id", "company domain name"}),
+    ),
+    "contacts": (
+        frozenset({"record id", "email"}),
+        frozenset({"record id", "first name"}),
+        frozenset({"record id", "last name"}),
+    ),
     "deals": (frozenset({"record id", "deal name"}),),
     "deal_contacts": (),
 }
 _SALESFORCE_SIGNS: dict[str, tuple[frozenset[str], ...]] = {
-    "companies": (frozenset({"id", "name", "website"}), frozenset({"account id", "account name"}),
-                  frozenset({"id", "name", "accountnumber"}), frozenset({"id", "name", "billingcity"}),
-                  frozenset({"id", "name", "billingcountry"})),
-    "contacts": (frozenset({"id", "lastname"}), frozenset({"id", "firstname"}), frozenset({"id", "accountid"}),
-                 frozenset({"contact id", "last name"}), frozenset({"contact id", "email"})),
-    "deals": (frozenset({"id", "name", "stagename"}), frozenset({"id", "name", "accountid"}),
-              frozenset({"opportunity id", "opportunity name"}), frozenset({"id", "name", "iswon"}),
-              frozenset({"id", "name", "isclosed"})),
+    "companies": (
+        frozenset({"id", "name", "website"}),
+        frozenset({"account id", "account name"}),
+        frozenset({"id", "name", "accountnumber"}),
+        frozenset({"id", "name", "billingcity"}),
+        frozenset({"id", "name", "billingcountry"}),
+    ),
+    "contacts": (
+        frozenset({"id", "lastname"}),
+        frozenset({"id", "firstname"}),
+        frozenset({"id", "accountid"}),
+        frozenset({"contact id", "last name"}),
+        frozenset({"contact id", "email"}),
+    ),
+    "deals": (
+        frozenset({"id", "name", "stagename"}),
+        frozenset({"id", "name", "accountid"}),
+        frozenset({"opportunity id", "opportunity name"}),
+        frozenset({"id", "name", "iswon"}),
+        frozenset({"id", "name", "isclosed"}),
+    ),
     "deal_contacts": (frozenset({"opportunityid", "contactid"}), frozenset({"opportunity id", "contact id"})),
 }
 
 _EXPECTED = {
     "companies": "generic 'id,name,domains', HubSpot 'Record ID,Company name,Company Domain Name' "
-                 "or Salesforce Account 'Id,Name,Website'",
+    "or Salesforce Account 'Id,Name,Website'",
     "contacts": "generic 'id,first_name,last_name,email,...', HubSpot 'Record ID,First Name,Last Name,Email' "
-                "or Salesforce Contact 'Id,FirstName,LastName,Email,AccountId'",
+    "or Salesforce Contact 'Id,FirstName,LastName,Email,AccountId'",
     "deals": "generic 'id,name,company_id,stage,status,...', HubSpot 'Record ID,Deal Name,Deal Stage' "
-             "or Salesforce Opportunity 'Id,Name,AccountId,StageName'",
+    "or Salesforce Opportunity 'Id,Name,AccountId,StageName'",
     "deal_contacts": "generic 'deal_id,contact_id,role' or Salesforce OpportunityContactRole "
-                     "'OpportunityId,ContactId,Role'",
+    "'OpportunityId,ContactId,Role'",
 }
 
 _LIMITS = {"crm_id": 100, "email": 320, "domain": 255}
-_TEXT_LIMITS = {"company_name": 300, "first_name": 200, "last_name": 200, "name": 400, "title": 300,
-                "phone": 100, "deal_name": 400, "stage": 100, "role": 100}
+_TEXT_LIMITS = {
+    "company_name": 300,
+    "first_name": 200,
+    "last_name": 200,
+    "name": 400,
+    "title": 300,
+    "phone": 100,
+    "deal_name": 400,
+    "stage": 100,
+    "role": 100,
+}
 
 _SPLIT_RE = re.compile(r"[;,\s]+")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
@@ -353,12 +429,17 @@ def _read_table(path: Path, kind: str, problems: _Problems, notes: list[str]) ->
     norm = [_norm_header(h) for h in header]
     fmt = _detect(kind, set(norm))
     if fmt is None:
-        others = [k for k in ("companies", "contacts", "deals") if k != kind and _detect(k, set(norm), strict=True)]
+        others = [
+            k for k in ("companies", "contacts", "deals") if k != kind and _detect(k, set(norm), strict=True)
+        ]
         hint = f" (it looks like a {others[0]} file)" if others else ""
         shown = ",".join(h.strip() for h in header[:8]) + (",..." if len(header) > 8 else "")
-        problems.add(fname, header_line,
-                     f"no recognisable {kind.replace('_', ' ')} header{hint}: expected {_EXPECTED[kind]}; "
-                     f"found '{shown}'")
+        problems.add(
+            fname,
+            header_line,
+            f"no recognisable {kind.replace('_', ' ')} header{hint}: expected {_EXPECTED[kind]}; "
+            f"found '{shown}'",
+        )
         return None
     index: dict[str, int] = {}
     for i, h in enumerate(norm):
@@ -382,7 +463,7 @@ def _drop_report_footer(rows: list[tuple[int, list[str]]]) -> list[tuple[int, li
     """Salesforce report exports end with a blank row and one-cell lines (copyright, 'Generated By')."""
     for i, (_, cells) in enumerate(rows):
         if not any(c.strip() for c in cells):
-            tail = rows[i + 1:]
+            tail = rows[i + 1 :]
             if tail and all(sum(1 for c in t if c.strip()) <= 1 for _, t in tail):
                 return rows[:i]
     return rows
@@ -479,7 +560,7 @@ def parse_datetime(raw: str, dayfirst: bool = False) -> datetime:
     s = raw.strip()
     if re.fullmatch(r"\d{12,13}", s):
         return datetime.fromtimestamp(int(s) / 1000, UTC)
-    iso = re.sub(r"\s*(UTC|GMT)$", "", s, flags=re.I)
+    iso = re.sub(r"\s*(UTC|GMT)$", "", s, flags=re.IGNORECASE)
     if re.match(r"^\d{4}-\d{2}-\d{2}", iso):
         d = datetime.fromisoformat(iso)
         return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
@@ -592,7 +673,9 @@ class _Parser:
         if t.fmt == SALESFORCE:
             v = _sf18(v)
         if len(v) > _LIMITS["crm_id"]:
-            self.p.add(t.fname, line, f"{t.label(fld)} '{v[:40]}...' is longer than {_LIMITS['crm_id']} characters")
+            self.p.add(
+                t.fname, line, f"{t.label(fld)} '{v[:40]}...' is longer than {_LIMITS['crm_id']} characters"
+            )
             return None
         return v
 
@@ -662,7 +745,9 @@ class _Parser:
             self.p.add(t.fname, line, f"{t.label(fld)} '{raw}' is not an address")
             return None
         if len(a) > _LIMITS["email"]:
-            self.p.add(t.fname, line, f"{t.label(fld)} '{raw[:40]}...' is longer than {_LIMITS['email']} characters")
+            self.p.add(
+                t.fname, line, f"{t.label(fld)} '{raw[:40]}...' is longer than {_LIMITS['email']} characters"
+            )
             return None
         return a
 
@@ -695,20 +780,29 @@ class _Parser:
             fields: dict[str, Any] = {}
             first = _cut(t.get(cells, "first_name"), "first_name")
             last = _cut(t.get(cells, "last_name"), "last_name")
-            if t.has("first_name") or t.has("last_name"):
+            if t.has("first_name") or t.has("last_name") or t.has("full_name"):
                 if t.has("first_name"):
                     fields["first_name"] = first
                 if t.has("last_name"):
                     fields["last_name"] = last
-                fields["name"] = _cut(" ".join(x for x in (first, last) if x), "name")
+                full = " ".join(x for x in (first, last) if x) or t.get(cells, "full_name")
+                fields["name"] = _cut(full, "name")
             if has_emails:
                 fields["email"] = emails[0][1] if emails else None
             for fld in ("title", "phone"):
                 if t.has(fld):
                     fields[fld] = _cut(t.get(cells, fld), fld)
             company_ref = self._refs(t, t.get(cells, "company"))
-            out.append(_PContact(line, crm_id, fields, emails if has_emails else None,
-                                 company_ref[0] if company_ref else None, t.has("company")))
+            out.append(
+                _PContact(
+                    line,
+                    crm_id,
+                    fields,
+                    emails if has_emails else None,
+                    company_ref[0] if company_ref else None,
+                    t.has("company"),
+                )
+            )
         return out
 
     def deals(self, t: _Table) -> list[_PDeal]:
@@ -751,8 +845,9 @@ class _Parser:
             # A row with a problem is kept for the cross-checks (nothing is written when there are problems).
             if crm_id is None or self._dupe(t, seen, crm_id, line):
                 continue
-            out.append(_PDeal(line, crm_id, fields, companies[0] if companies else None, t.has("company"),
-                              contacts))
+            out.append(
+                _PDeal(line, crm_id, fields, companies[0] if companies else None, t.has("company"), contacts)
+            )
         return out
 
     def _status(self, t: _Table, cells: list[str], line: int, stage: str) -> str | None:
@@ -805,29 +900,49 @@ class _Parser:
 
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
-        yield seq[i: i + n]
+        yield seq[i : i + n]
 
 
 def _bulk_delete(session: Session, column: Any, values: Iterable[Any]) -> None:
     vals = list(values)
+    if _is_postgres(session) and vals:
+        dialect = session.get_bind().dialect
+        table = column.class_.__table__
+        col = table.c[column.key]
+        sql = (
+            f"DELETE FROM {dialect.identifier_preparer.format_table(table)} "
+            f"WHERE {dialect.identifier_preparer.quote(col.name)} = ANY(CAST(:v AS {col.type.compile(dialect=dialect)}[]))"
+        )
+        for chunk in _chunks(vals, 20000):
+            session.execute(text(sql), {"v": list(chunk)})
+        return
     for chunk in _chunks(vals):
-        session.execute(delete(column.class_).where(column.in_(chunk)),
-                        execution_options={"synchronize_session": False})
+        session.execute(
+            delete(column.class_).where(column.in_(chunk)), execution_options={"synchronize_session": False}
+        )
 
 
 def _bulk_update(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    # Group by key set: one executemany per shape.
+    """UPDATE by primary key ``id``; rows may carry different sets of columns."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[tuple(sorted(r))].append(r)
+    pg = _is_postgres(session)
     for group in groups.values():
-        for chunk in _chunks(group, 2000):
-            session.execute(update(model), list(chunk))
+        for chunk in _chunks(group, 20000 if pg else 2000):
+            if pg:
+                _pg_unnest_update(session, model, chunk)
+            else:
+                session.execute(update(model), list(chunk))
 
 
 def _bulk_insert_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert rows and return {crm_id: new database id}."""
     out: dict[str, int] = {}
+    if _is_postgres(session):
+        for chunk in _chunks(rows, 20000):
+            out.update(_pg_unnest_insert(session, model, chunk, returning=True))
+        return out
     for chunk in _chunks(rows, 2000):
         res = session.execute(insert(model).returning(model.id, model.crm_id), list(chunk))
         for db_id, crm_id in res:
@@ -836,8 +951,68 @@ def _bulk_insert_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -
 
 
 def _bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    if _is_postgres(session):
+        for chunk in _chunks(rows, 20000):
+            _pg_unnest_insert(session, model, chunk, returning=False)
+        return
     for chunk in _chunks(rows, 5000):
         session.execute(insert(model), list(chunk))
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _pg_arrays(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], names: list[str]
+) -> tuple[list[str], dict[str, list[Any]]]:
+    """One typed array parameter per column: ``CAST(:p0 AS VARCHAR(100)[])`` and its values."""
+    dialect = session.get_bind().dialect
+    table = model.__table__
+    casts, params = [], {}
+    for i, name in enumerate(names):
+        col = table.c[name]
+        values = [r.get(name) for r in rows]
+        if isinstance(col.type, TypeDecorator):
+            values = [col.type.process_bind_param(v, dialect) for v in values]
+        params[f"p{i}"] = values
+        casts.append(f"CAST(:p{i} AS {col.type.compile(dialect=dialect)}[])")
+    return casts, params
+
+
+def _pg_unnest_insert(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], returning: bool
+) -> dict[str, int]:
+    """PostgreSQL: one ``INSERT ... SELECT FROM unnest(array, ...)`` per chunk, one array per column.
+
+    A multi-row VALUES list of 100k rows makes the driver rewrite a statement with a million
+    placeholders (seconds of pure Python); arrays keep it to one parameter per column.
+    """
+    prep = session.get_bind().dialect.identifier_preparer
+    names = sorted({k for r in rows for k in r})
+    casts, params = _pg_arrays(session, model, rows, names)
+    sql = (
+        f"INSERT INTO {prep.format_table(model.__table__)} ({', '.join(prep.quote(n) for n in names)}) "
+        f"SELECT * FROM unnest({', '.join(casts)})"
+    )
+    if not returning:
+        session.execute(text(sql), params)
+        return {}
+    res = session.execute(text(sql + " RETURNING id, crm_id"), params)
+    return {crm_id: db_id for db_id, crm_id in res}
+
+
+def _pg_unnest_update(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
+    prep = session.get_bind().dialect.identifier_preparer
+    names = sorted(rows[0])
+    casts, params = _pg_arrays(session, model, rows, names)
+    sets = ", ".join(f"{prep.quote(n)} = v.{prep.quote(n)}" for n in names if n != "id")
+    table = prep.format_table(model.__table__)
+    sql = (
+        f"UPDATE {table} SET {sets} FROM unnest({', '.join(casts)}) AS v({', '.join(prep.quote(n) for n in names)}) "
+        f"WHERE {table}.id = v.id"
+    )
+    session.execute(text(sql), params)
 
 
 def import_crm(
@@ -858,8 +1033,12 @@ def import_crm(
     problems = _Problems()
     parser = _Parser(problems)
     tables: dict[str, _Table] = {}
-    for kind, path in (("companies", companies), ("contacts", contacts), ("deals", deals),
-                       ("deal_contacts", deal_contacts)):
+    for kind, path in (
+        ("companies", companies),
+        ("contacts", contacts),
+        ("deals", deals),
+        ("deal_contacts", deal_contacts),
+    ):
         if path is None:
             continue
         path = Path(path)
@@ -907,8 +1086,18 @@ class _DbState:
             if crm is not None:
                 company_by_crm[crm] = (cid, name)
         domains = {d: c for d, c in session.execute(select(CompanyDomain.domain, CompanyDomain.company_id))}
-        cols = (Contact.id, Contact.crm_id, Contact.first_name, Contact.last_name, Contact.name, Contact.email,
-                Contact.company_id, Contact.title, Contact.phone, Contact.origin)
+        cols = (
+            Contact.id,
+            Contact.crm_id,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.name,
+            Contact.email,
+            Contact.company_id,
+            Contact.title,
+            Contact.phone,
+            Contact.origin,
+        )
         contact_by_crm: dict[str, dict[str, Any]] = {}
         contact_by_id: dict[int, dict[str, Any]] = {}
         for row in session.execute(select(*cols)):
@@ -916,16 +1105,40 @@ class _DbState:
             contact_by_id[r["id"]] = r
             if r["crm_id"] is not None:
                 contact_by_crm[r["crm_id"]] = r
-        emails = {k: (c, e, bool(p)) for k, c, e, p in session.execute(
-            select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.email, ContactEmail.is_primary))}
-        dcols = (Deal.id, Deal.crm_id, Deal.name, Deal.company_id, Deal.stage, Deal.status, Deal.amount,
-                 Deal.created_at, Deal.close_date, Deal.owner_email)
+        emails = {
+            k: (c, e, bool(p))
+            for k, c, e, p in session.execute(
+                select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.email, ContactEmail.is_primary)
+            )
+        }
+        dcols = (
+            Deal.id,
+            Deal.crm_id,
+            Deal.name,
+            Deal.company_id,
+            Deal.stage,
+            Deal.status,
+            Deal.amount,
+            Deal.created_at,
+            Deal.close_date,
+            Deal.owner_email,
+        )
         deal_by_crm = {row.crm_id: row._asdict() for row in session.execute(select(*dcols))}
         deal_contacts: dict[int, dict[int, str | None]] = defaultdict(dict)
-        for d, c, role in session.execute(select(DealContact.deal_id, DealContact.contact_id, DealContact.role)):
+        for d, c, role in session.execute(
+            select(DealContact.deal_id, DealContact.contact_id, DealContact.role)
+        ):
             deal_contacts[d][c] = role
-        return cls(company_by_crm, company_crm_by_id, domains, contact_by_crm, contact_by_id, emails,
-                   deal_by_crm, deal_contacts)
+        return cls(
+            company_by_crm,
+            company_crm_by_id,
+            domains,
+            contact_by_crm,
+            contact_by_id,
+            emails,
+            deal_by_crm,
+            deal_contacts,
+        )
 
 
 def _check(
@@ -951,8 +1164,11 @@ def _check(
             for d in c.domains or ():
                 first = owner_line.get(d)
                 if first is not None:
-                    problems.add(t.fname, c.line, f"domain '{d}' is also given to company '{first[1]}' "
-                                                  f"on line {first[0]}")
+                    problems.add(
+                        t.fname,
+                        c.line,
+                        f"domain '{d}' is also given to company '{first[1]}' on line {first[0]}",
+                    )
                     continue
                 owner_line[d] = (c.line, c.crm_id)
                 owner = db.domains.get(d)
@@ -960,50 +1176,86 @@ def _check(
                     crm, name = db.company_crm_by_id.get(owner, (None, "?"))
                     if crm != c.crm_id:
                         who = f"company '{crm}'" if crm else f"company '{name}' (not from the CRM)"
-                        problems.add(t.fname, c.line, f"domain '{d}' already belongs to {who} in the database")
+                        problems.add(
+                            t.fname, c.line, f"domain '{d}' already belongs to {who} in the database"
+                        )
 
     if p_contacts:
         t = tables["contacts"]
-        owner_line = {}
-        for c in p_contacts:
-            for key, addr, _ in c.emails or ():
-                first = owner_line.get(key)
+        key_line: dict[str, tuple[int, str]] = {}
+        for pc in p_contacts:
+            for key, addr, _ in pc.emails or ():
+                first = key_line.get(key)
                 if first is not None:
-                    problems.add(t.fname, c.line, f"email '{addr}' also belongs to contact '{first[1]}' "
-                                                  f"on line {first[0]}")
+                    problems.add(
+                        t.fname,
+                        pc.line,
+                        f"email '{addr}' also belongs to contact '{first[1]}' on line {first[0]}",
+                    )
                     continue
-                owner_line[key] = (c.line, c.crm_id)
+                key_line[key] = (pc.line, pc.crm_id)
                 held = db.emails.get(key)
                 if held is not None:
                     other = db.contact_by_id.get(held[0])
                     ocrm = other["crm_id"] if other else None
-                    if ocrm is not None and ocrm != c.crm_id and ocrm not in file_contacts:
-                        problems.add(t.fname, c.line, f"email '{addr}' already belongs to contact '{ocrm}' "
-                                                      "in the database")
-            if c.company_ref and c.company_ref not in file_companies and c.company_ref not in db.company_by_crm:
-                problems.add(t.fname, c.line, f"{t.label('company')} '{c.company_ref}' is not a known company "
-                                              "(not in the companies file nor in the database)")
+                    if ocrm is not None and ocrm != pc.crm_id and ocrm not in file_contacts:
+                        problems.add(
+                            t.fname,
+                            pc.line,
+                            f"email '{addr}' already belongs to contact '{ocrm}' in the database",
+                        )
+            if (
+                pc.company_ref
+                and pc.company_ref not in file_companies
+                and pc.company_ref not in db.company_by_crm
+            ):
+                problems.add(
+                    t.fname,
+                    pc.line,
+                    f"{t.label('company')} '{pc.company_ref}' is not a known company "
+                    "(not in the companies file nor in the database)",
+                )
 
     if p_deals:
         t = tables["deals"]
-        for d in p_deals:
-            if d.company_ref and d.company_ref not in file_companies and d.company_ref not in db.company_by_crm:
-                problems.add(t.fname, d.line, f"{t.label('company')} '{d.company_ref}' is not a known company "
-                                              "(not in the companies file nor in the database)")
-            for ref in d.contact_refs or ():
+        for pd in p_deals:
+            if (
+                pd.company_ref
+                and pd.company_ref not in file_companies
+                and pd.company_ref not in db.company_by_crm
+            ):
+                problems.add(
+                    t.fname,
+                    pd.line,
+                    f"{t.label('company')} '{pd.company_ref}' is not a known company "
+                    "(not in the companies file nor in the database)",
+                )
+            for ref in pd.contact_refs or ():
                 if ref not in file_contacts and ref not in db.contact_by_crm:
-                    problems.add(t.fname, d.line, f"{t.label('contacts')} '{ref}' is not a known contact "
-                                                  "(not in the contacts file nor in the database)")
+                    problems.add(
+                        t.fname,
+                        pd.line,
+                        f"{t.label('contacts')} '{ref}' is not a known contact "
+                        "(not in the contacts file nor in the database)",
+                    )
 
     if p_links:
         t = tables["deal_contacts"]
         for link in p_links:
             if link.deal_ref not in file_deals and link.deal_ref not in db.deal_by_crm:
-                problems.add(t.fname, link.line, f"{t.label('deal')} '{link.deal_ref}' is not a known deal "
-                                                 "(not in the deals file nor in the database)")
+                problems.add(
+                    t.fname,
+                    link.line,
+                    f"{t.label('deal')} '{link.deal_ref}' is not a known deal "
+                    "(not in the deals file nor in the database)",
+                )
             if link.contact_ref not in file_contacts and link.contact_ref not in db.contact_by_crm:
-                problems.add(t.fname, link.line, f"{t.label('contact')} '{link.contact_ref}' is not a known "
-                                                 "contact (not in the contacts file nor in the database)")
+                problems.add(
+                    t.fname,
+                    link.line,
+                    f"{t.label('contact')} '{link.contact_ref}' is not a known "
+                    "contact (not in the contacts file nor in the database)",
+                )
 
 
 def _ids_in(t: _Table | None) -> set[str]:
@@ -1017,7 +1269,9 @@ def _ids_in(t: _Table | None) -> set[str]:
     return out
 
 
-def _write_companies(session: Session, rows: list[_PCompany], db: _DbState, report: ImportReport) -> dict[str, int]:
+def _write_companies(
+    session: Session, rows: list[_PCompany], db: _DbState, report: ImportReport
+) -> dict[str, int]:
     """Upsert companies and their domains; returns crm_id -> id for every company known afterwards."""
     ids = {crm: v[0] for crm, v in db.company_by_crm.items()}
     new_rows: list[dict[str, Any]] = []
@@ -1092,7 +1346,7 @@ def _write_contacts(
                     ids[c.crm_id] = cand["id"]
                     break
         if old is None:
-            row = {f: None for f in _CONTACT_FIELDS}
+            row: dict[str, Any] = {f: None for f in _CONTACT_FIELDS}
             row.update(values)
             row.update({"crm_id": c.crm_id, "origin": "crm", "activity_count": 0})
             new_rows.append(row)
@@ -1133,7 +1387,9 @@ def _write_contacts(
             if held is not None and held[0] != cid:
                 delete_keys.add(k)
                 report.changed_contact_ids.add(held[0])  # the contact that loses the address
-        insert_emails += [{"key": k, "contact_id": cid, "email": a, "is_primary": p} for k, (a, p) in want.items()]
+        insert_emails += [
+            {"key": k, "contact_id": cid, "email": a, "is_primary": p} for k, (a, p) in want.items()
+        ]
     _bulk_delete(session, ContactEmail.key, sorted(delete_keys))
     _bulk_insert(session, ContactEmail, insert_emails)
     report.contacts_added = len(added) + len(adopted)
@@ -1165,7 +1421,7 @@ def _write_deals(
             values["company_id"] = company_ids[d.company_ref] if d.company_ref else None
         old = db.deal_by_crm.get(d.crm_id)
         if old is None:
-            row = {f: None for f in _DEAL_FIELDS}
+            row: dict[str, Any] = {f: None for f in _DEAL_FIELDS}
             row.update(values)
             row.update({"crm_id": d.crm_id, "activity_count": 0})
             new_rows.append(row)
@@ -1194,10 +1450,15 @@ def _write_deals(
             roles[cid] = link.role
     replace = [deal_id for deal_id, roles in want.items() if roles != db.deal_contacts.get(deal_id, {})]
     _bulk_delete(session, DealContact.deal_id, replace)
-    _bulk_insert(session, DealContact, [
-        {"deal_id": deal_id, "contact_id": cid, "role": role}
-        for deal_id in replace for cid, role in want[deal_id].items()
-    ])
+    _bulk_insert(
+        session,
+        DealContact,
+        [
+            {"deal_id": deal_id, "contact_id": cid, "role": role}
+            for deal_id in replace
+            for cid, role in want[deal_id].items()
+        ],
+    )
     new_ids = set(added.values())
     for deal_id in replace:
         report.changed_deal_ids.add(deal_id)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from matching.attribute import Result, attribute
 from matching.classify import Skip, classify_mail, classify_meeting
-from matching.identity import email_key, is_freemail, domain_of
+from matching.identity import email_key, domain_of
 from matching.index import ContactRec, CrmIndex, Team
 from providers.mailparse import normalise_subject
 from providers.records import Batch, CalendarItem, MailItem, Participant, Quarantined
@@ -88,10 +88,16 @@ class Ingestor:
     # -- public -----------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> BatchStats:
         stats = BatchStats()
-        items = [i for i in batch.items]
-        stats.seen = len(items)
-        pids = [i.provider_id for i in items]
-        previous = self._previous_state(pids)
+        items: list[MailItem | CalendarItem | Quarantined] = []
+        seen_pids: set[str] = set()
+        for i in batch.items:  # the same provider id twice in one batch (an mbox copy) counts once
+            if i.provider_id not in seen_pids:
+                seen_pids.add(i.provider_id)
+                items.append(i)
+        stats.seen = len(batch.items)
+        previous = self._previous_state([i.provider_id for i in items])
+        self._new_states: list[dict[str, Any]] = []
+        self._new_skips: list[dict[str, Any]] = []
         logged: list[MailItem | CalendarItem] = []
         for item in items:
             prev = previous.get(item.provider_id)
@@ -112,8 +118,12 @@ class Ingestor:
             new, merged = self._log(logged, previous)
             stats.logged += new
             stats.merged += merged
+        if self._new_states:
+            self.s.execute(insert(SyncState), self._new_states)
+        if self._new_skips:
+            self.s.execute(insert(Skipped), self._new_skips)
         if batch.snapshot:
-            stats.removed += self._apply_snapshot(batch, set(pids))
+            stats.removed += self._apply_snapshot(batch, seen_pids)
         for pid in batch.deleted:
             stats.removed += self._forget(pid)
         self._flush_rollups()
@@ -146,8 +156,8 @@ class Ingestor:
         occurred = None if isinstance(item, Quarantined) else item.occurred_at
         chash = "" if isinstance(item, Quarantined) else item.content_hash
         if prev is None:
-            self.s.add(
-                SyncState(
+            self._new_states.append(
+                dict(
                     source_id=self.source_id,
                     provider_id=item.provider_id,
                     content_hash=chash,
@@ -157,23 +167,23 @@ class Ingestor:
                     outcome=outcome,
                 )
             )
-        else:
-            row = self.s.get(SyncState, (self.source_id, item.provider_id))
-            assert row is not None
-            if row.activity_id is not None and row.activity_id != activity_id:
-                self._detach(row.activity_id, item.provider_id)
-            row.content_hash, row.locator, row.activity_id = chash, item.locator, activity_id
-            row.occurred_at, row.outcome = occurred, outcome
-            if prev[2] == "skipped" and outcome != "skipped":
-                self.s.execute(
-                    delete(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
+            return
+        row = self.s.get(SyncState, (self.source_id, item.provider_id))
+        assert row is not None
+        if row.activity_id is not None and row.activity_id != activity_id:
+            self._detach(row.activity_id, item.provider_id)
+        row.content_hash, row.locator, row.activity_id = chash, item.locator, activity_id
+        row.occurred_at, row.outcome = occurred, outcome
+        if prev[2] == "skipped" and outcome != "skipped":
+            self.s.execute(
+                delete(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
+            )
+        if prev[2] == "quarantined" and outcome != "quarantined":
+            self.s.execute(
+                delete(Quarantine).where(
+                    Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id
                 )
-            if prev[2] == "quarantined" and outcome != "quarantined":
-                self.s.execute(
-                    delete(Quarantine).where(
-                        Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id
-                    )
-                )
+            )
 
     def _detach(self, activity_id: int, provider_id: str) -> None:
         """This source no longer holds the item as a logged activity; drop it if nobody else does."""
@@ -189,9 +199,13 @@ class Ingestor:
 
     def _quarantine(self, item: Quarantined, prev: tuple[str, int | None, str] | None) -> None:
         self._set_state(item, prev, "quarantined", None)
-        existing = self.s.execute(
-            select(Quarantine).where(Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id)
-        ).scalar_one_or_none()
+        existing = None
+        if prev is not None:
+            existing = self.s.execute(
+                select(Quarantine).where(
+                    Quarantine.source_id == self.source_id, Quarantine.provider_id == item.provider_id
+                )
+            ).scalar_one_or_none()
         if existing is None:
             self.s.add(
                 Quarantine(
@@ -217,18 +231,22 @@ class Ingestor:
         values: dict[str, Any] = dict(
             locator=item.locator,
             kind=item.kind,
-            dedupe_key=dedupe_keys(item)[0],
+            dedupe_key=dedupe_keys(item)[0][:600],
             reason=skip.reason,
             detail=skip.detail[:300],
             occurred_at=item.occurred_at,
-            sender=sender,
+            sender=sender[:320] if sender else None,
             addresses=addresses,
         )
-        row = self.s.execute(
-            select(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
-        ).scalar_one_or_none()
+        row = None
+        if prev is not None:
+            row = self.s.execute(
+                select(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == item.provider_id)
+            ).scalar_one_or_none()
         if row is None:
-            self.s.add(Skipped(source_id=self.source_id, provider_id=item.provider_id, created_at=self.now, **values))
+            self._new_skips.append(
+                dict(source_id=self.source_id, provider_id=item.provider_id, created_at=self.now, **values)
+            )
         else:
             for k, v in values.items():
                 setattr(row, k, v)
@@ -245,29 +263,129 @@ class Ingestor:
                 if sk:
                     all_keys.add(sk)
         known = self._lookup_keys(all_keys)
-        threads = self._thread_keys_of({aid for aid in known.values()})
-        new = merged = 0
+        threads = self._thread_keys_of(set(known.values()))
+        # pass 1: merges, and thread keys for new items (items in this batch are "pending": index -1-n)
+        pending: list[tuple[MailItem | CalendarItem, str | None]] = []
+        merges: list[tuple[MailItem | CalendarItem, int]] = []
         for it in items:
-            prev = previous.get(it.provider_id)
             keys = dedupe_keys(it)
             aid = next((known[k] for k in keys if k in known), None)
             if aid is not None:
-                self._merge(aid, it, keys, known)
-                self._set_state(it, prev, "logged", aid)
-                merged += 1
+                merges.append((it, aid))
                 continue
-            aid, thread_key = self._insert(it, known, threads)
-            threads[aid] = thread_key
+            tk = self._thread_key(it, known, threads) if isinstance(it, MailItem) else None
+            ref = -1 - len(pending)
+            pending.append((it, tk))
+            threads[ref] = tk
             for k in keys:
-                known[k] = aid
+                known[k] = ref
             if isinstance(it, MailItem):
                 sk = _subject_key(it, self.team)
                 if sk and sk not in known:
-                    self.s.add(ActivityKey(key=sk, activity_id=aid))
-                    known[sk] = aid
-            self._set_state(it, prev, "logged", aid)
-            new += 1
-        return new, merged
+                    known[sk] = ref
+        # pass 2: attribute and insert the new ones in bulk
+        ids = self._insert_many(pending) if pending else []
+        resolved = {-1 - n: aid for n, aid in enumerate(ids)}
+        key_rows = []
+        for k, ref in known.items():
+            if ref < 0:
+                key_rows.append(dict(key=k[:600], activity_id=resolved[ref]))
+        for (it, _), aid in zip(pending, ids, strict=True):
+            self._set_state(it, previous.get(it.provider_id), "logged", aid)
+        merged = 0
+        for it, ref in merges:
+            aid = resolved.get(ref, ref)
+            for k in dedupe_keys(it):
+                if k not in known:
+                    key_rows.append(dict(key=k[:600], activity_id=aid))
+                    known[k] = aid
+            if isinstance(it, CalendarItem):
+                self._update_meeting(aid, it)
+            self._set_state(it, previous.get(it.provider_id), "logged", aid)
+            merged += 1
+        if key_rows:
+            self.s.execute(insert(ActivityKey), key_rows)
+        return len(pending), merged
+
+    def _update_meeting(self, aid: int, it: CalendarItem) -> None:
+        act = self.s.get(Activity, aid)
+        if act is None:
+            return
+        if act.occurred_at != it.start or act.subject != it.summary[:1000] or act.end_at != it.end:
+            act.occurred_at, act.end_at, act.subject = it.start, it.end, it.summary[:1000]
+            act.updated_at = self.now
+            self.s.flush()
+            for t, ids in reattribute(self.s, [aid], self.index, self.team, self.now).items():
+                self.touched[t] |= ids
+
+    def _prefetch_thread_deals(self, thread_keys: set[str]) -> dict[str, tuple[datetime, int]]:
+        out: dict[str, tuple[datetime, int]] = {}
+        tks = sorted(thread_keys)
+        for i in range(0, len(tks), 500):
+            q = (
+                select(Activity.thread_key, Activity.occurred_at, Attribution.target_id)
+                .join(Attribution, Attribution.activity_id == Activity.id)
+                .where(Activity.thread_key.in_(tks[i : i + 500]), Attribution.target_type == "deal")
+            )
+            for tk, when, deal in self.s.execute(q):
+                if tk not in out or when > out[tk][0]:
+                    out[tk] = (when, deal)
+        return out
+
+    def _insert_many(self, pending: list[tuple[MailItem | CalendarItem, str | None]]) -> list[int]:
+        thread_deals = self._prefetch_thread_deals({tk for _, tk in pending if tk})
+        rows: list[dict[str, Any]] = []
+        extras: list[tuple[list[Participant], Result, dict[str, int]]] = []
+        for it, tk in pending:
+            if isinstance(it, MailItem):
+                sender_internal = it.sender is not None and self.team.is_internal(it.sender.email)
+                direction: str | None = "outbound" if sender_internal else "inbound"
+                people = list(it.participants)
+                subject, text, when = it.subject, it.body_text, it.occurred_at
+                values: dict[str, Any] = dict(kind="email", occurred_at=when, end_at=None, ical_uid=None,
+                                              recurrence_id=None)
+            else:
+                direction = None
+                people = list(it.attendees)
+                if it.organizer and all(p.email != it.organizer.email for p in people):
+                    people.insert(0, it.organizer)
+                subject, text, when = it.summary, it.description, it.start
+                values = dict(kind="meeting", occurred_at=when, end_at=it.end, ical_uid=it.ical_uid[:500],
+                              recurrence_id=it.recurrence_id)
+            prior = thread_deals.get(tk) if tk else None
+            res = attribute(people, when, subject, text, self.index, self.team, prior[1] if prior else None)
+            if tk and res.deal and (prior is None or when >= prior[0]):
+                thread_deals[tk] = (when, res.deal.target_id)
+            new_ids = self._create_suggested(res)
+            rows.append(
+                dict(
+                    dedupe_key=dedupe_keys(it)[0][:600],
+                    subject=subject[:1000],
+                    direction=direction,
+                    thread_key=tk[:600] if tk else None,
+                    snippet=text[:SNIPPET_CHARS] or None,
+                    status=res.status,
+                    confidence=res.confidence,
+                    evidence=res.evidence,
+                    created_at=self.now,
+                    updated_at=self.now,
+                    **values,
+                )
+            )
+            extras.append((people, res, new_ids))
+        ids = list(
+            self.s.execute(insert(Activity).returning(Activity.id, sort_by_parameter_order=True), rows).scalars()
+        )
+        people_rows: list[dict[str, Any]] = []
+        link_rows: list[dict[str, Any]] = []
+        for aid, (people, res, new_ids) in zip(ids, extras, strict=True):
+            people_rows.extend(self._people_rows(aid, people))
+            link_rows.extend(self._link_rows(aid, res, new_ids))
+        if people_rows:
+            self.s.execute(insert(ParticipantRow), people_rows)
+        if link_rows:
+            self.s.execute(insert(Attribution), link_rows)
+        return ids
 
     def _lookup_keys(self, keys: set[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -284,22 +402,6 @@ class Ingestor:
             q = select(Activity.id, Activity.thread_key).where(Activity.id.in_(idl[i : i + 500]))
             out.update({a: t for a, t in self.s.execute(q)})
         return out
-
-    def _merge(self, aid: int, it: MailItem | CalendarItem, keys: list[str], known: dict[str, int]) -> None:
-        """The same real-world item seen again (another mailbox, a copy, a changed meeting)."""
-        for k in keys:
-            if k not in known:
-                self.s.add(ActivityKey(key=k, activity_id=aid))
-                known[k] = aid
-        if isinstance(it, CalendarItem):
-            act = self.s.get(Activity, aid)
-            if act is None:
-                return
-            if act.occurred_at != it.start or act.subject != it.summary[:1000] or act.end_at != it.end:
-                act.occurred_at, act.end_at, act.subject = it.start, it.end, it.summary[:1000]
-                act.updated_at = self.now
-                for t, ids in self._reattribute_one(act, it).items():
-                    self.touched[t] |= ids
 
     def _thread_key(self, it: MailItem, known: dict[str, int], threads: dict[int, str | None]) -> str:
         refs = [r for r in (*reversed(it.references), it.in_reply_to) if r]
@@ -329,49 +431,7 @@ class Ingestor:
         row = self.s.execute(q).first()
         return int(row[0]) if row else None
 
-    def _insert(
-        self, it: MailItem | CalendarItem, known: dict[str, int], threads: dict[int, str | None]
-    ) -> tuple[int, str | None]:
-        if isinstance(it, MailItem):
-            thread_key: str | None = self._thread_key(it, known, threads)
-            sender_internal = it.sender is not None and self.team.is_internal(it.sender.email)
-            direction: str | None = "outbound" if sender_internal else "inbound"
-            people = list(it.participants)
-            subject, text = it.subject, it.body_text
-            values: dict[str, Any] = dict(kind="email", occurred_at=it.occurred_at, end_at=None)
-        else:
-            thread_key, direction = None, None
-            people = list(it.attendees)
-            if it.organizer and all(p.email != it.organizer.email for p in people):
-                people.insert(0, it.organizer)
-            subject, text = it.summary, it.description
-            values = dict(
-                kind="meeting", occurred_at=it.start, end_at=it.end, ical_uid=it.ical_uid, recurrence_id=it.recurrence_id
-            )
-        thread_deal = self._thread_deal(thread_key) if thread_key else None
-        res = attribute(people, values["occurred_at"], subject, text, self.index, self.team, thread_deal)
-        new_ids = self._create_suggested(res)
-        act = Activity(
-            dedupe_key=dedupe_keys(it)[0],
-            subject=subject[:1000],
-            direction=direction,
-            thread_key=thread_key,
-            snippet=text[:SNIPPET_CHARS] or None,
-            status=res.status,
-            confidence=res.confidence,
-            evidence=res.evidence,
-            created_at=self.now,
-            updated_at=self.now,
-            **values,
-        )
-        self.s.add(act)
-        self.s.flush()
-        self.s.add_all(ActivityKey(key=k, activity_id=act.id) for k in dedupe_keys(it))
-        self._store_people(act.id, people)
-        self._store_links(act.id, res, new_ids)
-        return act.id, thread_key
-
-    def _store_people(self, aid: int, people: list[Participant]) -> None:
+    def _people_rows(self, aid: int, people: list[Participant]) -> list[dict[str, Any]]:
         rows = []
         seen: set[tuple[str, str]] = set()
         for p in people:
@@ -383,14 +443,13 @@ class Ingestor:
                 dict(
                     activity_id=aid,
                     email=p.email[:320],
-                    name=(p.name or None) and p.name[:400] if p.name else None,
+                    name=p.name[:400] if p.name else None,
                     role=p.role,
                     is_internal=self.team.is_internal(p.email),
                     contact_id=c.id if c else None,
                 )
             )
-        if rows:
-            self.s.execute(insert(ParticipantRow), rows)
+        return rows
 
     def _create_suggested(self, res: Result) -> dict[str, int]:
         """Unknown people at known companies become suggested contacts (never pushed until confirmed)."""
@@ -409,7 +468,7 @@ class Ingestor:
             out[key] = c.id
         return out
 
-    def _store_links(self, aid: int, res: Result, new_ids: dict[str, int]) -> None:
+    def _link_rows(self, aid: int, res: Result, new_ids: dict[str, int]) -> list[dict[str, Any]]:
         rows = []
         for link in res.contacts + res.companies + ([res.deal] if res.deal else []):
             rows.append(
@@ -438,12 +497,7 @@ class Ingestor:
                 )
             )
             self.touched["contact"].add(cid)
-        if rows:
-            self.s.execute(insert(Attribution), rows)
-
-    def _reattribute_one(self, act: Activity, it: CalendarItem | None = None) -> dict[str, set[int]]:
-        """Recompute automatic links of one stored activity (never touches confirmed/corrected ones)."""
-        return reattribute(self.s, [act.id], self.index, self.team, self.now)
+        return rows
 
     # -- deletions --------------------------------------------------------------------------------
     def _apply_snapshot(self, batch: Batch, present: set[str]) -> int:
@@ -521,7 +575,9 @@ def reattribute(
             thread_deal = ingest._thread_deal(act.thread_key) if act.thread_key else None
             res = attribute(people[aid], act.occurred_at, act.subject, act.snippet or "", index, team, thread_deal)
             new_ids = ingest._create_suggested(res)
-            ingest._store_links(aid, res, new_ids)
+            rows = ingest._link_rows(aid, res, new_ids)
+            if rows:
+                session.execute(insert(Attribution), rows)
             act.status, act.confidence, act.evidence = res.status, res.confidence, res.evidence
             act.updated_at = now
             for t, ids in ingest.touched.items():
@@ -538,4 +594,4 @@ def known_to_crm(addresses: list[str], index: CrmIndex) -> bool:
     return any(index.contact_for(a) is not None or (index.company_for_email(a) is not None) for a in addresses)
 
 
-__all__ = ["BatchStats", "EmptySnapshot", "Ingestor", "dedupe_keys", "known_to_crm", "reattribute", "is_freemail"]
+__all__ = ["BatchStats", "EmptySnapshot", "Ingestor", "dedupe_keys", "known_to_crm", "reattribute"]

@@ -50,13 +50,14 @@ _FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, 
 _BEGIN_CALENDAR = re.compile(rb"(?im)^BEGIN:VCALENDAR[ \t]*\r?$")
 _END_CALENDAR = re.compile(rb"(?im)^END:VCALENDAR[ \t]*\r?$")
 _BLOCK = re.compile(r"(?ims)^BEGIN:(VEVENT|VTIMEZONE)[ \t]*\r?$.*?^END:\1[ \t]*\r?$")
-_UNFOLD = re.compile(rb"\r?\n[ \t]")
+_UNFOLD = re.compile(rb"(?<!\n)\n+[ \t]")  # after CRLF -> LF; unfolds like icalendar, in linear time
 _VEVENT = re.compile(rb"(?ims)^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)")
 _FIELD = re.compile(rb"(?im)^(UID|DTSTART|RRULE|RDATE|RECURRENCE-ID|BEGIN)([;:][^\r\n]*)")
 _MARGIN = timedelta(days=2)
-_USED = b"BEGIN|END|UID|DTSTART|DTEND|DURATION|RRULE|RDATE|EXDATE|RECURRENCE-ID|SEQUENCE|STATUS|SUMMARY|"
-_USED += b"DESCRIPTION|ORGANIZER|ATTENDEE"
-_UNUSED = re.compile(rb"(?im)^(?!(?:" + _USED + rb")[;:])[^\n]*(?:\n|\Z)")
+_UNUSED = re.compile(
+    rb"(?im)^(?:X-[A-Z0-9-]*|LOCATION|DTSTAMP|CREATED|LAST-MODIFIED|CLASS|TRANSP|PRIORITY|URL|CATEGORIES|"
+    rb"ATTACH|CONTACT|COMMENT|GEO|RESOURCES|CONFERENCE|IMAGE)[;:][^\n]*(?:\n|\Z)"
+)
 _ALARM_BYTES = re.compile(rb"(?ims)^BEGIN:VALARM[ \t]*\r?$.*?^END:VALARM[ \t]*\r?(?:\n|\Z)")
 _ALARM = re.compile(r"(?ims)^BEGIN:VALARM[ \t]*\r?$.*?^END:VALARM[ \t]*\r?\n?")
 
@@ -123,8 +124,8 @@ class IcsSource(Source):
             return
         try:
             items: list[Item] = list(self.occurrences(data, window))
-        except ValueError as exc:
-            reason = _one_line(f"{self.display}: cannot parse calendar: {exc}")
+        except Exception as exc:  # noqa: BLE001 - bad input must never stop the sync
+            reason = _one_line(f"{self.display}: cannot parse calendar: {exc or type(exc).__name__}")
             quarantined = Quarantined(provider_id=self.display, locator=self.display, reason=reason)
             yield Batch(items=(quarantined,), cursor=new, snapshot=False)
             return
@@ -146,9 +147,9 @@ class IcsSource(Source):
         data = self._read_bytes() if self.path is not None else self._get({}).content
         try:
             found = self.occurrences(data, window, only_uid=uid, singles_only=not rid_text)
-            return next((i for i in found if i.provider_id == locator), None)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - unreadable now: nothing to fetch
             return None
+        return next((i for i in found if i.provider_id == locator), None)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class IcsSource(Source):
         with warnings.catch_warnings():
             # icalendar warns about guessed TZIDs and the like: input quality, not our bug
             warnings.simplefilter("ignore")
-            calendars, bad = _parse(_prefilter(data, window, only_uid))
+            calendars, bad = _parse(data, window, only_uid)
             items: dict[str, CalendarItem] = {}
             quarantined = {
                 q.provider_id: q for q in bad if only_uid is None or q.provider_id == f"{only_uid}|"
@@ -389,13 +390,15 @@ def _make_item(
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def _parse(data: bytes) -> tuple[list[icalendar.Component], list[Quarantined]]:
+def _parse(
+    data: bytes, window: tuple[datetime, datetime], only_uid: str | None
+) -> tuple[list[icalendar.Component], list[Quarantined]]:
     """The VCALENDARs in ``data`` plus VEVENTs that could only be quarantined. ValueError if none."""
     if len(_END_CALENDAR.findall(data)) < len(_BEGIN_CALENDAR.findall(data)):
         # a file still being written or a cut download: never let it become a snapshot
         raise ValueError("incomplete calendar, END:VCALENDAR missing")
     try:
-        components = icalendar.Calendar.from_ical(data, multiple=True)
+        components = icalendar.Calendar.from_ical(_prefilter(data, window, only_uid), multiple=True)
         for component in components:
             component.walk()  # subcomponents are parsed lazily: parse them now, inside this try
     except Exception as exc:  # noqa: BLE001 - the parser raises many kinds on garbage
@@ -418,10 +421,12 @@ def _prefilter(data: bytes, window: tuple[datetime, datetime], only_uid: str | N
     Drops the VEVENTs of a UID that cannot start inside ``window`` (or is not ``only_uid``): none has an
     RDATE and each starts after the window, or before it with no RRULE or an RRULE whose UNTIL is before
     it too; an override also needs its RECURRENCE-ID outside. Two days of margin cover time zones;
-    anything unclear stays. Kept VEVENTs lose VALARMs and properties no CalendarItem uses (X-ALT-DESC,
-    LOCATION, ...).
+    anything unclear stays. Kept VEVENTs lose VALARMs and some properties no CalendarItem uses (X-ALT-DESC,
+    ATTACH, LOCATION, ...).
     """
-    text = _UNFOLD.sub(b"", data)
+    text = _UNFOLD.sub(b"", data.replace(b"\r\n", b"\n"))
+    if not _BEGIN_CALENDAR.search(text):  # bare VEVENTs: dropping them all would leave nothing to parse
+        return text
     low, high = (
         (w + d).strftime("%Y%m%d").encode() for w, d in zip(window, (-_MARGIN, _MARGIN), strict=True)
     )
@@ -462,7 +467,7 @@ def _salvage(data: bytes, error: Exception) -> tuple[list[icalendar.Component], 
     icalendar is strict outside VEVENTs: one bad VALARM TRIGGER or VTIMEZONE offset fails the whole
     calendar. Alarms are irrelevant here and dropped; a VEVENT that still fails is quarantined alone.
     """
-    text = data.decode("utf-8", "replace")
+    text = _UNFOLD.sub(b"", data.replace(b"\r\n", b"\n")).decode("utf-8", "replace")
     cal = icalendar.Calendar()
     for name in ("METHOD", "X-WR-TIMEZONE", "CALSCALE"):
         if found := re.search(rf"(?im)^{name}:(.*?)\r?$", text):
@@ -482,7 +487,7 @@ def _salvage(data: bytes, error: Exception) -> tuple[list[icalendar.Component], 
                 quarantined.append(Quarantined(provider_id=f"{uid}|", locator=f"{uid}|", reason=reason))
             continue
         cal.add_component(component)
-    if not cal.subcomponents and not quarantined:
+    if not blocks:
         raise ValueError(str(error) or type(error).__name__)
     return [cal], quarantined
 
@@ -524,14 +529,17 @@ def _normalise_times(cal: icalendar.Component, zone: tzinfo | None) -> None:
                     [prop] if isinstance(prop, vDDDTypes) else prop.dts if isinstance(prop, vDDDLists) else []
                 )
                 for value in values:
-                    if isinstance(value.dt, datetime):
-                        value.dt = fixed(value.dt, tzid)
-                    elif isinstance(value.dt, tuple):  # RDATE period (start, end | duration)
-                        begin, finish = value.dt
-                        value.dt = (
-                            fixed(begin, tzid),
-                            fixed(finish, tzid) if isinstance(finish, datetime) else finish,
-                        )
+                    try:
+                        if isinstance(value.dt, datetime):
+                            value.dt = fixed(value.dt, tzid)
+                        elif isinstance(value.dt, tuple):  # RDATE period (start, end | duration)
+                            begin, finish = value.dt
+                            value.dt = (
+                                fixed(begin, tzid),
+                                fixed(finish, tzid) if isinstance(finish, datetime) else finish,
+                            )
+                    except (OverflowError, ValueError):  # year 1 or 9999 in another zone: leave as is
+                        continue
 
 
 def _too_dense(events: list[icalendar.Component], window: tuple[datetime, datetime]) -> bool:
@@ -567,7 +575,7 @@ def _participant(address: Any, role: str) -> Participant | None:
         return None
     params = getattr(address, "params", {})
     name = str(params.get("CN") or "").strip().strip('"').strip() or None
-    partstat = str(params.get("PARTSTAT") or "").strip().upper() or None if role == "attendee" else None
+    partstat = (str(params.get("PARTSTAT") or "").strip().upper() or None) if role == "attendee" else None
     return Participant(email=email, name=name, role=role, partstat=partstat)
 
 

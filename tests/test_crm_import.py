@@ -138,10 +138,12 @@ def test_small_synthetic_crm_imports_every_company_contact_deal_with_domains_ema
         assert report.changed_contact_ids == set(contact_crm)
         assert report.changed_deal_ids == set(deal_crm)
 
-        want_domains = {(d, r["id"]) for r in _csv_rows(folder / "companies.csv")
-                        for d in r["domains"].split(";") if d}
-        got_domains = {(d, company_crm[c]) for d, c in s.execute(select(CompanyDomain.domain,
-                                                                        CompanyDomain.company_id))}
+        want_domains = {
+            (d, r["id"]) for r in _csv_rows(folder / "companies.csv") for d in r["domains"].split(";") if d
+        }
+        got_domains = {
+            (d, company_crm[c]) for d, c in s.execute(select(CompanyDomain.domain, CompanyDomain.company_id))
+        }
         assert got_domains == want_domains
 
         from matching.identity import email_key
@@ -151,20 +153,33 @@ def test_small_synthetic_crm_imports_every_company_contact_deal_with_domains_ema
             want_emails.add((email_key(r["email"].lower()), r["id"], True))
             for o in filter(None, r["other_emails"].split(";")):
                 want_emails.add((email_key(o.lower()), r["id"], False))
-        got_emails = {(k, contact_crm[c], p) for k, c, p in s.execute(
-            select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.is_primary))}
+        got_emails = {
+            (k, contact_crm[c], p)
+            for k, c, p in s.execute(
+                select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.is_primary)
+            )
+        }
         assert got_emails == want_emails
 
-        want_links = {(r["id"], c) for r in _csv_rows(folder / "deals.csv") for c in r["contact_ids"].split(";") if c}
-        got_links = {(deal_crm[d], contact_crm[c]) for d, c in s.execute(
-            select(DealContact.deal_id, DealContact.contact_id))}
+        want_links = {
+            (r["id"], c) for r in _csv_rows(folder / "deals.csv") for c in r["contact_ids"].split(";") if c
+        }
+        got_links = {
+            (deal_crm[d], contact_crm[c])
+            for d, c in s.execute(select(DealContact.deal_id, DealContact.contact_id))
+        }
         assert got_links == want_links
 
         c2 = s.scalars(select(Contact).where(Contact.crm_id == "c2")).one()
         assert (c2.name, c2.email, c2.origin) == ("Olivia Morgan", "omorgan@beacon.com", "crm")
         assert company_crm[c2.company_id] == "co18"
         d1 = s.scalars(select(Deal).where(Deal.crm_id == "d1")).one()
-        assert (d1.status, d1.stage, d1.amount, company_crm[d1.company_id]) == ("won", "Closed Won", 6000.0, "co13")
+        assert (d1.status, d1.stage, d1.amount, company_crm[d1.company_id]) == (
+            "won",
+            "Closed Won",
+            6000.0,
+            "co13",
+        )
         assert d1.created_at == datetime(2024, 6, 21, 4, 25, 3, tzinfo=UTC)
         assert d1.close_date == datetime(2025, 2, 1, tzinfo=UTC)
         assert d1.owner_email == "sophie@northwind.io"
@@ -185,7 +200,9 @@ def test_reimporting_the_same_files_changes_nothing_and_keeps_ids(sessions: sess
         assert _snapshot(s) == before
 
 
-def test_changed_rows_update_in_place_and_are_reported(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+def test_changed_rows_update_in_place_and_are_reported(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     folder = _copy_small(tmp_path)
     _import(sessions, **_small_files(folder))
     with sessions() as s:
@@ -225,14 +242,24 @@ def test_changed_rows_update_in_place_and_are_reported(sessions: sessionmaker[Se
         assert dict(s.execute(select(Contact.crm_id, Contact.id)).all()) == ids_before
         c2 = s.get(Contact, ids_before["c2"])
         assert c2 is not None and c2.email == "olivia.morgan@beacon.com"
-        emails = set(s.execute(select(ContactEmail.key, ContactEmail.is_primary)
-                               .where(ContactEmail.contact_id == c2.id)).all())
+        emails = set(
+            s.execute(
+                select(ContactEmail.key, ContactEmail.is_primary).where(ContactEmail.contact_id == c2.id)
+            ).all()
+        )
         assert emails == {("olivia.morgan@beacon.com", True), ("omorgan@beacon.com", False)}
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == co2))) == {
-            "timberlinenetworks.com", "timberline.example.org"}
+            "timberlinenetworks.com",
+            "timberline.example.org",
+        }
         assert s.scalar(select(Deal.status).where(Deal.id == d1)) == "lost"
-        linked = set(s.scalars(select(Contact.crm_id).join(DealContact, DealContact.contact_id == Contact.id)
-                               .where(DealContact.deal_id == d1)))
+        linked = set(
+            s.scalars(
+                select(Contact.crm_id)
+                .join(DealContact, DealContact.contact_id == Contact.id)
+                .where(DealContact.deal_id == d1)
+            )
+        )
         assert linked == {"c1", "c130"}
         assert s.scalar(select(Deal.amount).where(Deal.id == d2)) == 99.0
 
@@ -281,13 +308,21 @@ def test_bad_rows_fail_the_whole_import_with_file_line_reasons_and_leave_db_unch
 def test_duplicate_domains_addresses_ids_and_unknown_references_are_all_reported(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    companies = _write(tmp_path / "companies.csv", "id,name,domains\nk1,Acme,acme.com\nk2,Acme Twin,ACME.com;localhost\n"
-                                                   "k1,Acme again,\n")
-    contacts = _write(tmp_path / "contacts.csv", "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
-                                                 "p1,Ann,A,ann@acme.com,,k1,,\n"
-                                                 "p2,Ann,B,Ann+x@Acme.com,,k2,,\n")
-    deals = _write(tmp_path / "deals.csv", "id,name,company_id,stage,status,amount,created_at,close_date,owner_email,"
-                                           "contact_ids\nq1,Deal,k1,Demo,open,12k,2024-01-01,,sam@,p1;p9\n")
+    companies = _write(
+        tmp_path / "companies.csv",
+        "id,name,domains\nk1,Acme,acme.com\nk2,Acme Twin,ACME.com;localhost\nk1,Acme again,\n",
+    )
+    contacts = _write(
+        tmp_path / "contacts.csv",
+        "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
+        "p1,Ann,A,ann@acme.com,,k1,,\n"
+        "p2,Ann,B,Ann+x@Acme.com,,k2,,\n",
+    )
+    deals = _write(
+        tmp_path / "deals.csv",
+        "id,name,company_id,stage,status,amount,created_at,close_date,owner_email,"
+        "contact_ids\nq1,Deal,k1,Demo,open,12k,2024-01-01,,sam@,p1;p9\n",
+    )
     with sessions() as s, pytest.raises(BadInput) as exc:
         import_crm(s, companies=companies, contacts=contacts, deals=deals)
     assert exc.value.problems == [
@@ -321,8 +356,10 @@ def test_reports_every_problem_up_to_a_cap(sessions: sessionmaker[Session], tmp_
         (b"PK\x03\x04rest-of-a-zip", "contacts.csv: is a zip/Excel (.xlsx) file, not CSV"),
         (b"\x7fELF\x00\x00binary", "contacts.csv: is a binary file (contains NUL bytes), not CSV text"),
         (b"foo,bar\n1,2\n", "contacts.csv:1: no recognisable contacts header: expected"),
-        (b"id,name,company_id,stage,status\nd1,X,,,open\n",
-         "contacts.csv:1: no recognisable contacts header (it looks like a deals file)"),
+        (
+            b"id,name,company_id,stage,status\nd1,X,,,open\n",
+            "contacts.csv:1: no recognisable contacts header (it looks like a deals file)",
+        ),
     ],
 )
 def test_unusable_file_gives_one_clear_problem_line(
@@ -352,7 +389,7 @@ def test_windows_1252_file_is_read_with_a_note(sessions: sessionmaker[Session], 
 
 
 def test_semicolon_separated_excel_csv_is_read(sessions: sessionmaker[Session], tmp_path: Path) -> None:
-    path = _write(tmp_path / "companies.csv", "\ufeffid;name;domains\nk1;Acme;\"acme.com;acme.de\"\n")
+    path = _write(tmp_path / "companies.csv", '\ufeffid;name;domains\nk1;Acme;"acme.com;acme.de"\n')
     _import(sessions, companies=path)
     with sessions() as s:
         assert set(s.scalars(select(CompanyDomain.domain))) == {"acme.com", "acme.de"}
@@ -370,13 +407,23 @@ def test_hubspot_export_is_detected_and_imported(sessions: sessionmaker[Session]
         acme = s.scalars(select(Company).where(Company.crm_id == "9001")).one()
         bluebay = s.scalars(select(Company).where(Company.crm_id == "9002")).one()
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == acme.id))) == {
-            "acme.com", "acme.io", "acme.co.uk"}
+            "acme.com",
+            "acme.io",
+            "acme.co.uk",
+        }
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == bluebay.id))) == {
-            "bluebay-example.com"}
+            "bluebay-example.com"
+        }
         priya = s.scalars(select(Contact).where(Contact.crm_id == "8001")).one()
         assert (priya.name, priya.email, priya.title, priya.company_id) == (
-            "Priya Shah", "priya@acme.com", "Head of Product", acme.id)
-        assert set(s.execute(select(ContactEmail.key, ContactEmail.email).where(ContactEmail.contact_id == priya.id))) == {
+            "Priya Shah",
+            "priya@acme.com",
+            "Head of Product",
+            acme.id,
+        )
+        assert set(
+            s.execute(select(ContactEmail.key, ContactEmail.email).where(ContactEmail.contact_id == priya.id))
+        ) == {
             ("priya@acme.com", "priya@acme.com"),
             ("priya.shah@acme.io", "priya.shah+crm@acme.io"),
             ("priyas@gmail.com", "priya.s@gmail.com"),
@@ -393,15 +440,27 @@ def test_hubspot_export_is_detected_and_imported(sessions: sessionmaker[Session]
         assert deals["7002"].close_date == datetime(2024, 6, 30, tzinfo=UTC)
         assert deals["7001"].owner_email is None  # a person's name, not an address
         assert deals["7002"].owner_email == "sam@northwind.io"
-        links = set(s.execute(select(Deal.crm_id, Contact.crm_id).join(DealContact, DealContact.deal_id == Deal.id)
-                              .join(Contact, Contact.id == DealContact.contact_id)))
+        links = set(
+            s.execute(
+                select(Deal.crm_id, Contact.crm_id)
+                .join(DealContact, DealContact.deal_id == Deal.id)
+                .join(Contact, Contact.id == DealContact.contact_id)
+            )
+        )
         assert links == {("7001", "8001"), ("7001", "8002"), ("7002", "8002")}
 
 
-def test_salesforce_export_is_detected_and_imported_with_contact_roles(sessions: sessionmaker[Session]) -> None:
+def test_salesforce_export_is_detected_and_imported_with_contact_roles(
+    sessions: sessionmaker[Session],
+) -> None:
     folder = DATA / "salesforce"
-    report = _import(sessions, companies=folder / "Account.csv", contacts=folder / "Contact.csv",
-                     deals=folder / "Opportunity.csv", deal_contacts=folder / "OpportunityContactRole.csv")
+    report = _import(
+        sessions,
+        companies=folder / "Account.csv",
+        contacts=folder / "Contact.csv",
+        deals=folder / "Opportunity.csv",
+        deal_contacts=folder / "OpportunityContactRole.csv",
+    )
     assert set(report.formats.values()) == {"salesforce"} and len(report.formats) == 4
     assert (report.companies_added, report.contacts_added, report.deals_added) == (2, 3, 3)
     with sessions() as s:
@@ -410,26 +469,47 @@ def test_salesforce_export_is_detected_and_imported_with_contact_roles(sessions:
         assert set(companies) == {"0015g00000AbCdEAAV", "0015g00000XyZwQAAV"}
         acme = companies["0015g00000AbCdEAAV"]
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == acme.id))) == {
-            "acme-sf.com"}
+            "acme-sf.com"
+        }
         hans = s.scalars(select(Contact).where(Contact.crm_id == "0035g00000PqRsTAAV")).one()
         assert (hans.name, hans.email, hans.company_id, hans.phone) == (
-            "Hans Müller", "hans.mueller@globex.de", companies["0015g00000XyZwQAAV"].id, "+49 30 1234567")
+            "Hans Müller",
+            "hans.mueller@globex.de",
+            companies["0015g00000XyZwQAAV"].id,
+            "+49 30 1234567",
+        )
         jane = s.scalars(select(Contact).where(Contact.crm_id == "0035g00000LmNoPAAV")).one()
         assert jane.phone == "+44 7700 900123"
         deals = {d.crm_id: d for d in s.scalars(select(Deal))}
         assert {k: d.status for k, d in deals.items()} == {
-            "0065g00000AaBbCAAV": "won", "0065g00000DdEeFAAV": "lost", "0065g00000GgHhIAAV": "open"}
+            "0065g00000AaBbCAAV": "won",
+            "0065g00000DdEeFAAV": "lost",
+            "0065g00000GgHhIAAV": "open",
+        }
         renewal = deals["0065g00000AaBbCAAV"]
         assert renewal.created_at == datetime(2024, 6, 21, 4, 25, 3, tzinfo=UTC)
-        assert (renewal.owner_email, renewal.amount, renewal.company_id) == ("sam@northwind.io", 25000.0, acme.id)
-        roles = set(s.execute(select(Contact.crm_id, DealContact.role)
-                              .join(DealContact, DealContact.contact_id == Contact.id)
-                              .where(DealContact.deal_id == renewal.id)))
+        assert (renewal.owner_email, renewal.amount, renewal.company_id) == (
+            "sam@northwind.io",
+            25000.0,
+            acme.id,
+        )
+        roles = set(
+            s.execute(
+                select(Contact.crm_id, DealContact.role)
+                .join(DealContact, DealContact.contact_id == Contact.id)
+                .where(DealContact.deal_id == renewal.id)
+            )
+        )
         assert roles == {("0035g00000LmNoPAAV", "Decision Maker"), ("0035g00000GhIjKAAV", "Evaluator")}
         assert _count(s, DealContact) == 2
 
-    again = _import(sessions, companies=folder / "Account.csv", contacts=folder / "Contact.csv",
-                    deals=folder / "Opportunity.csv", deal_contacts=folder / "OpportunityContactRole.csv")
+    again = _import(
+        sessions,
+        companies=folder / "Account.csv",
+        contacts=folder / "Contact.csv",
+        deals=folder / "Opportunity.csv",
+        deal_contacts=folder / "OpportunityContactRole.csv",
+    )
     assert (again.companies_added + again.contacts_added + again.deals_added) == 0
     assert (again.companies_updated + again.contacts_updated + again.deals_updated) == 0
 
@@ -441,12 +521,16 @@ def test_suggested_contact_met_in_mail_is_adopted_not_duplicated(sessions: sessi
     folder = _small()
     _import(sessions, companies=folder / "companies.csv")
     with sessions() as s:
-        suggested = Contact(crm_id=None, name="O. Morgan", email="omorgan9@gmail.com", origin="suggested",
-                            activity_count=3)
+        suggested = Contact(
+            crm_id=None, name="O. Morgan", email="omorgan9@gmail.com", origin="suggested", activity_count=3
+        )
         s.add(suggested)
         s.flush()
-        s.add(ContactEmail(key="omorgan9@gmail.com", contact_id=suggested.id, email="omorgan9@gmail.com",
-                           is_primary=True))
+        s.add(
+            ContactEmail(
+                key="omorgan9@gmail.com", contact_id=suggested.id, email="omorgan9@gmail.com", is_primary=True
+            )
+        )
         s.commit()
         suggested_id = suggested.id
 
@@ -458,24 +542,44 @@ def test_suggested_contact_met_in_mail_is_adopted_not_duplicated(sessions: sessi
         c2 = s.get(Contact, suggested_id)
         assert c2 is not None
         assert (c2.crm_id, c2.origin, c2.name, c2.email, c2.activity_count) == (
-            "c2", "crm", "Olivia Morgan", "omorgan@beacon.com", 3)
-        assert set(s.execute(select(ContactEmail.key, ContactEmail.is_primary)
-                             .where(ContactEmail.contact_id == suggested_id))) == {
-            ("omorgan@beacon.com", True), ("omorgan9@gmail.com", False)}
+            "c2",
+            "crm",
+            "Olivia Morgan",
+            "omorgan@beacon.com",
+            3,
+        )
+        assert set(
+            s.execute(
+                select(ContactEmail.key, ContactEmail.is_primary).where(
+                    ContactEmail.contact_id == suggested_id
+                )
+            )
+        ) == {("omorgan@beacon.com", True), ("omorgan9@gmail.com", False)}
 
 
-def test_address_of_a_crm_contact_not_in_the_file_is_refused(sessions: sessionmaker[Session], tmp_path: Path) -> None:
-    first = _write(tmp_path / "a.csv", "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
-                                       "p1,Ann,A,ann@acme.com,,,,\n")
+def test_address_of_a_crm_contact_not_in_the_file_is_refused(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    first = _write(
+        tmp_path / "a.csv",
+        "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,A,ann@acme.com,,,,\n",
+    )
     _import(sessions, contacts=first)
-    second = _write(tmp_path / "b.csv", "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
-                                        "p2,Ann,B,ANN@acme.com,,,,\n")
+    second = _write(
+        tmp_path / "b.csv",
+        "id,first_name,last_name,email,other_emails,company_id,title,phone\np2,Ann,B,ANN@acme.com,,,,\n",
+    )
     with sessions() as s, pytest.raises(BadInput) as exc:
         import_crm(s, contacts=second)
-    assert exc.value.problems == ["b.csv:2: email 'ann@acme.com' already belongs to contact 'p1' in the database"]
+    assert exc.value.problems == [
+        "b.csv:2: email 'ann@acme.com' already belongs to contact 'p1' in the database"
+    ]
     # ...but moving it between two contacts that are both in the file is fine
-    third = _write(tmp_path / "c.csv", "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
-                                       "p1,Ann,A,ann.a@acme.com,,,,\np2,Ann,B,ann@acme.com,,,,\n")
+    third = _write(
+        tmp_path / "c.csv",
+        "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
+        "p1,Ann,A,ann.a@acme.com,,,,\np2,Ann,B,ann@acme.com,,,,\n",
+    )
     report = _import(sessions, contacts=third)
     assert (report.contacts_added, report.contacts_updated) == (1, 1)
 
@@ -484,9 +588,13 @@ def test_contacts_alone_may_reference_companies_already_in_the_db(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     _import(sessions, companies=_write(tmp_path / "companies.csv", "id,name,domains\nk1,Acme,acme.com\n"))
-    report = _import(sessions, contacts=_write(
-        tmp_path / "contacts.csv",
-        "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,Lee,ann@acme.com,,k1,CFO,\n"))
+    report = _import(
+        sessions,
+        contacts=_write(
+            tmp_path / "contacts.csv",
+            "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,Lee,ann@acme.com,,k1,CFO,\n",
+        ),
+    )
     assert report.contacts_added == 1 and report.companies_added == 0
     with sessions() as s:
         ann = s.scalars(select(Contact)).one()
@@ -495,19 +603,30 @@ def test_contacts_alone_may_reference_companies_already_in_the_db(
         assert set(s.scalars(select(CompanyDomain.domain))) == {"acme.com"}
 
 
-def test_domain_given_as_a_website_url_is_stored_as_its_host(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+def test_domain_given_as_a_website_url_is_stored_as_its_host(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     path = _write(tmp_path / "companies.csv", "id,name,domains\nk1,Acme,https://www.Acme.com/about\n")
     _import(sessions, companies=path)
     with sessions() as s:
-        assert list(s.execute(select(CompanyDomain.domain, Company.crm_id)
-                              .join(Company, Company.id == CompanyDomain.company_id))) == [("acme.com", "k1")]
+        assert list(
+            s.execute(
+                select(CompanyDomain.domain, Company.crm_id).join(
+                    Company, Company.id == CompanyDomain.company_id
+                )
+            )
+        ) == [("acme.com", "k1")]
 
 
-def test_domain_held_by_a_company_not_in_the_file_is_refused(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+def test_domain_held_by_a_company_not_in_the_file_is_refused(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     _import(sessions, companies=_write(tmp_path / "a.csv", "id,name,domains\nk1,Acme,acme.com\n"))
     with sessions() as s, pytest.raises(BadInput) as exc:
         import_crm(s, companies=_write(tmp_path / "b.csv", "id,name,domains\nk2,Acme EU,www.acme.com\n"))
-    assert exc.value.problems == ["b.csv:2: domain 'acme.com' already belongs to company 'k1' in the database"]
+    assert exc.value.problems == [
+        "b.csv:2: domain 'acme.com' already belongs to company 'k1' in the database"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- value parsing

@@ -1,0 +1,237 @@
+"""Local mail sources (Maildir, eml folder, mbox) against the provider contract, plus the parser on
+real-world tricky mail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from providers.base import Source, SyncContext
+from providers.mailfiles import EmlFolderSource, MaildirSource, MboxSource
+from providers.mailparse import parse_message
+from providers.records import Batch, MailItem, Quarantined
+from tests.conftest import corpus
+
+NOW = datetime(2026, 11, 24, 13, tzinfo=UTC)
+
+
+def message(n: int, frm: str = "jane@acme.com", to: str = "ana@northwind.io", body: str = "hello") -> bytes:
+    date = format_datetime(datetime(2026, 10, 1, 9, n % 60, tzinfo=UTC))
+    return (
+        f"From: Jane <{frm}>\r\nTo: {to}\r\nSubject: message {n}\r\nDate: {date}\r\n"
+        f"Message-ID: <m{n}@acme.com>\r\n\r\n{body} {n}\r\n"
+    ).encode()
+
+
+class Spy:
+    """A SyncContext whose map counts parse jobs and whose sync state is an in-memory set."""
+
+    def __init__(self, batch_size: int = 3) -> None:
+        self.parsed = 0
+        self.known: set[str] = set()
+        self.batch_size = batch_size
+
+    def ctx(self) -> SyncContext:
+        def pmap(fn, jobs):  # type: ignore[no-untyped-def]
+            jobs = list(jobs)
+            self.parsed += len(jobs)
+            return map(fn, jobs)
+
+        return SyncContext(NOW, self.batch_size, pmap, lambda ids: {i for i in ids if i in self.known})
+
+    def run(self, src: Source, cursor: dict | None) -> tuple[list[Batch], dict | None]:
+        batches = list(src.batches(cursor, self.ctx()))
+        for b in batches:
+            self.known.update(i.provider_id for i in b.items)
+            cursor = b.cursor
+        return batches, cursor
+
+
+def ids(batches: list[Batch]) -> list[str]:
+    return [i.message_id for b in batches for i in b.items if isinstance(i, MailItem)]
+
+
+def write_maildir(root: Path, msgs: dict[str, list[bytes]]) -> None:
+    for folder, items in msgs.items():
+        base = root if folder == "INBOX" else root / f".{folder}"
+        for sub in ("cur", "new", "tmp"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        for i, raw in enumerate(items):
+            name = f"17000000{i:02d}.M{i}P1.host{folder}:2,S"
+            (base / "cur" / name).write_bytes(raw)
+
+
+class SourceContract:
+    """Every source must: yield each item once, resume from any yielded cursor without loss or
+    duplicates, and yield nothing new on a second run. Subclasses provide ``make(tmp_path, n)`` that
+    creates a source holding n messages and ``add(src, n)`` that adds one more."""
+
+    def make(self, tmp_path: Path, n: int) -> Source:
+        raise NotImplementedError
+
+    def add(self, src: Source, n: int) -> None:
+        raise NotImplementedError
+
+    def test_backfill_yields_every_item_once(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 10)
+        batches, _ = Spy().run(src, None)
+        assert sorted(ids(batches)) == sorted(f"<m{i}@acme.com>" for i in range(10))
+
+    def test_second_run_parses_nothing(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 10)
+        spy = Spy()
+        _, cursor = spy.run(src, None)
+        spy.parsed = 0
+        batches, _ = spy.run(src, cursor)
+        assert ids(batches) == []
+        assert spy.parsed == 0
+
+    def test_resume_from_every_cursor_loses_and_duplicates_nothing(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 10)
+        first, _ = Spy().run(src, None)
+        for k, b in enumerate(first):
+            before = ids(first[: k + 1])
+            rest, _ = Spy().run(src, b.cursor)
+            assert sorted(before + ids(rest)) == sorted(f"<m{i}@acme.com>" for i in range(10))
+
+    def test_new_message_after_sync_is_the_only_one_yielded(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 5)
+        spy = Spy()
+        _, cursor = spy.run(src, None)
+        time.sleep(0.01)
+        self.add(src, 99)
+        batches, _ = spy.run(src, cursor)
+        assert ids(batches) == ["<m99@acme.com>"]
+
+
+class TestMaildir(SourceContract):
+    def make(self, tmp_path: Path, n: int) -> Source:
+        write_maildir(tmp_path / "md", {"INBOX": [message(i) for i in range(n)]})
+        return MaildirSource(str(tmp_path / "md"), "ana@northwind.io")
+
+    def add(self, src: Source, n: int) -> None:
+        root = Path(src.location)
+        (root / "new" / f"1800000000.M{n}P9.host").write_bytes(message(n))
+
+    def test_maildirpp_subfolders_are_read(self, tmp_path: Path) -> None:
+        write_maildir(tmp_path / "md", {"INBOX": [message(1)], "Sent": [message(2, frm="ana@northwind.io")]})
+        batches, _ = Spy().run(MaildirSource(str(tmp_path / "md"), "ana@northwind.io"), None)
+        assert sorted(ids(batches)) == ["<m1@acme.com>", "<m2@acme.com>"]
+
+    def test_flag_change_and_move_to_cur_are_not_new_items(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 3)
+        spy = Spy()
+        _, cursor = spy.run(src, None)
+        cur = Path(src.location) / "cur"
+        for f in sorted(cur.iterdir()):
+            os.rename(f, f.with_name(f.name.replace(":2,S", ":2,RS")))
+        spy.parsed = 0
+        batches, _ = spy.run(src, cursor)
+        assert ids(batches) == [] and spy.parsed == 0
+
+    def test_missing_folder_is_a_one_line_error(self, tmp_path: Path) -> None:
+        from providers.errors import Unreachable
+
+        with pytest.raises(Unreachable, match="not found"):
+            list(MaildirSource(str(tmp_path / "nope"), "a@b.io").batches(None, Spy().ctx()))
+
+
+class TestEmlFolder(SourceContract):
+    def make(self, tmp_path: Path, n: int) -> Source:
+        root = tmp_path / "eml"
+        (root / "sub").mkdir(parents=True)
+        for i in range(n):
+            (root / ("sub" if i % 2 else "") / f"{i}.eml").write_bytes(message(i))
+        return EmlFolderSource(str(root), "ana@northwind.io")
+
+    def add(self, src: Source, n: int) -> None:
+        (Path(src.location) / f"{n}.eml").write_bytes(message(n))
+
+
+class TestMbox(SourceContract):
+    def make(self, tmp_path: Path, n: int) -> Source:
+        path = tmp_path / "box.mbox"
+        with open(path, "wb") as fh:
+            for i in range(n):
+                fh.write(b"From jane@acme.com Thu Oct  1 09:00:00 2026\n" + message(i).replace(b"\r\n", b"\n") + b"\n")
+        return MboxSource(str(path), "ana@northwind.io")
+
+    def add(self, src: Source, n: int) -> None:
+        with open(src.location, "ab") as fh:
+            fh.write(b"From jane@acme.com Thu Oct  1 09:00:00 2026\n" + message(n).replace(b"\r\n", b"\n") + b"\n")
+
+    def test_mboxrd_escaped_from_lines_are_restored(self, tmp_path: Path) -> None:
+        path = tmp_path / "b.mbox"
+        raw = message(1, body="body\n>From the start").replace(b"\r\n", b"\n")
+        path.write_bytes(b"From x Thu Oct  1 09:00:00 2026\n" + raw + b"\n")
+        batches, _ = Spy().run(MboxSource(str(path), "a@northwind.io"), None)
+        item = batches[0].items[0]
+        assert isinstance(item, MailItem) and "From the start" in item.body_text and ">From" not in item.body_text
+
+    def test_rewritten_mbox_is_reread_without_reparsing_known_messages(self, tmp_path: Path) -> None:
+        src = self.make(tmp_path, 4)
+        spy = Spy()
+        _, cursor = spy.run(src, None)
+        data = Path(src.location).read_bytes()
+        first = data.index(b"From ", 1)
+        Path(src.location).write_bytes(data[first:])  # a mail client deleted the first message
+        self.add(src, 50)
+        spy.parsed = 0
+        batches, _ = spy.run(src, cursor)
+        assert ids(batches) == ["<m50@acme.com>"]
+
+
+def test_parser_decodes_rfc2047_names_and_subjects() -> None:
+    raw = (
+        b"From: =?utf-8?q?Jos=C3=A9_M=C3=BCller?= <Jose@Acme.COM>\r\nTo: ana@northwind.io\r\n"
+        b"Subject: =?utf-8?b?UmU6IMOcYmVyc2ljaHQ=?=\r\nDate: Tue, 2 Jun 2026 09:28:22 +0200\r\n\r\nhi\r\n"
+    )
+    item = parse_message(raw, "p", "l")
+    assert isinstance(item, MailItem)
+    assert item.sender is not None and item.sender.name == "José Müller" and item.sender.email == "jose@acme.com"
+    assert item.subject == "Re: Übersicht"
+    assert item.occurred_at == datetime(2026, 6, 2, 7, 28, 22, tzinfo=UTC)
+    assert item.message_id.endswith("@inkless.invalid>")  # no Message-ID: a stable synthetic one
+
+
+def test_parser_quarantines_what_is_not_mail() -> None:
+    assert isinstance(parse_message(b"", "p", "l"), Quarantined)
+    assert isinstance(parse_message(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest", "p", "l"), Quarantined)
+    junk = parse_message(b"just some text\nwithout headers\n", "p", "l")
+    assert isinstance(junk, Quarantined) and "address" in junk.reason
+
+
+def test_every_tricky_email_is_parsed_or_quarantined_with_a_reason() -> None:
+    root = corpus("eml-tricky")
+    counts = {"parsed": 0, "quarantined": 0}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        item = parse_message(path.read_bytes(), str(path), str(path))
+        if isinstance(item, Quarantined):
+            assert item.reason and "\n" not in item.reason
+            counts["quarantined"] += 1
+        else:
+            assert item.occurred_at.tzinfo is not None and item.message_id.startswith("<")
+            counts["parsed"] += 1
+    assert counts["parsed"] > 200, counts
+
+
+def test_maildir_memory_window_pages_through_large_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import providers.mailfiles as mf
+
+    monkeypatch.setattr(mf, "SCAN_WINDOW", 4)  # force several scans
+    write_maildir(tmp_path / "md", {"INBOX": [message(i) for i in range(11)]})
+    batches, _ = Spy(batch_size=2).run(MaildirSource(str(tmp_path / "md"), "a@northwind.io"), None)
+    assert sorted(ids(batches)) == sorted(f"<m{i}@acme.com>" for i in range(11))
+
+
+def test_copy_of_corpus_file_keeps_working(tmp_path: Path) -> None:
+    src_dir = corpus("eml-tricky", "cpython-test_email")
+    shutil.copytree(src_dir, tmp_path / "eml")
+    batches, _ = Spy(batch_size=50).run(EmlFolderSource(str(tmp_path / "eml"), "a@northwind.io"), None)
+    assert sum(len(b.items) for b in batches) == len(list(src_dir.iterdir()))
