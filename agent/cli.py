@@ -44,8 +44,8 @@ app.add_typer(crm_app, name="crm")
 app.add_typer(source_app, name="source")
 app.add_typer(export_app, name="export")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
@@ -226,6 +226,7 @@ def sync(
     source: Annotated[Optional[list[int]], typer.Option("--source", help="Only these source ids.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Parser processes (default: cores, max 4).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Items per transaction.", min=1, max=5000)] = 500,
 ) -> None:
     """Capture everything new from every source (incremental; safe to interrupt and rerun)."""
     from .sync import SyncEngine
@@ -236,7 +237,7 @@ def sync(
             raise ConfigError("nothing to sync yet: run `inkless init` and `inkless source add` first")
     show = not quiet and sys.stderr.isatty()
     with _progress(show) as progress_cb:
-        engine = SyncEngine(sessions, clock.now(), workers=workers, progress=progress_cb)
+        engine = SyncEngine(sessions, clock.now(), batch_size=batch_size, workers=workers, progress=progress_cb)
         reports = engine.run(source or None)
     failed = 0
     for r in reports:

@@ -14,7 +14,10 @@
   domains and a deal's contacts are replaced to match the file. A column that is absent from a file
   leaves that field alone; a present but empty cell clears it.
 * A contact met in mail before the import (``crm_id`` NULL, origin ``suggested``) whose address now
-  belongs to an imported contact is adopted: it becomes that CRM contact (same database id).
+  belongs to an imported contact is adopted: it becomes that CRM contact (same database id). An
+  address such a contact holds that an imported contact lists moves to the imported contact.
+* Salesforce 15-character ids are stored in their 18-character form, so report exports (15) and
+  Data Loader exports (18) refer to the same rows.
 * Free text longer than its column (names, titles, phones, stages) is cut to fit; identifiers
   (CRM ids, addresses, domains) that do not fit are problems.
 """
@@ -906,13 +909,13 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
 def _bulk_delete(session: Session, column: Any, values: Iterable[Any]) -> None:
     vals = list(values)
     if _is_postgres(session) and vals:
-        dialect = session.get_bind().dialect
+        dialect = session.get_bind(Contact).dialect
+        prep = dialect.identifier_preparer
         table = column.class_.__table__
         col = table.c[column.key]
-        sql = (
-            f"DELETE FROM {dialect.identifier_preparer.format_table(table)} "
-            f"WHERE {dialect.identifier_preparer.quote(col.name)} = ANY(CAST(:v AS {col.type.compile(dialect=dialect)}[]))"
-        )
+        array_type = f"{col.type.compile(dialect=dialect)}[]"
+        where = f"{prep.quote(col.name)} = ANY(CAST(:v AS {array_type}))"
+        sql = f"DELETE FROM {prep.format_table(table)} WHERE {where}"
         for chunk in _chunks(vals, 20000):
             session.execute(text(sql), {"v": list(chunk)})
         return
@@ -960,14 +963,14 @@ def _bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> No
 
 
 def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return session.get_bind(Contact).dialect.name == "postgresql"
 
 
 def _pg_arrays(
     session: Session, model: Any, rows: Sequence[dict[str, Any]], names: list[str]
 ) -> tuple[list[str], dict[str, list[Any]]]:
     """One typed array parameter per column: ``CAST(:p0 AS VARCHAR(100)[])`` and its values."""
-    dialect = session.get_bind().dialect
+    dialect = session.get_bind(Contact).dialect
     table = model.__table__
     casts, params = [], {}
     for i, name in enumerate(names):
@@ -988,7 +991,7 @@ def _pg_unnest_insert(
     A multi-row VALUES list of 100k rows makes the driver rewrite a statement with a million
     placeholders (seconds of pure Python); arrays keep it to one parameter per column.
     """
-    prep = session.get_bind().dialect.identifier_preparer
+    prep = session.get_bind(Contact).dialect.identifier_preparer
     names = sorted({k for r in rows for k in r})
     casts, params = _pg_arrays(session, model, rows, names)
     sql = (
@@ -1003,15 +1006,13 @@ def _pg_unnest_insert(
 
 
 def _pg_unnest_update(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
-    prep = session.get_bind().dialect.identifier_preparer
+    prep = session.get_bind(Contact).dialect.identifier_preparer
     names = sorted(rows[0])
     casts, params = _pg_arrays(session, model, rows, names)
     sets = ", ".join(f"{prep.quote(n)} = v.{prep.quote(n)}" for n in names if n != "id")
     table = prep.format_table(model.__table__)
-    sql = (
-        f"UPDATE {table} SET {sets} FROM unnest({', '.join(casts)}) AS v({', '.join(prep.quote(n) for n in names)}) "
-        f"WHERE {table}.id = v.id"
-    )
+    alias = f"v({', '.join(prep.quote(n) for n in names)})"
+    sql = f"UPDATE {table} SET {sets} FROM unnest({', '.join(casts)}) AS {alias} WHERE {table}.id = v.id"
     session.execute(text(sql), params)
 
 

@@ -84,6 +84,8 @@ class Ingestor:
         self.index = index
         self.now = now
         self.touched: dict[str, set[int]] = defaultdict(set)
+        #: a person confirmed that an empty calendar really is empty (``inkless source confirm-empty``)
+        self.allow_empty = False
 
     # -- public -----------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> BatchStats:
@@ -509,8 +511,10 @@ class Ingestor:
             SyncState.occurred_at >= start,
             SyncState.occurred_at <= end,
         )
-        gone = [pid for (pid,) in self.s.execute(q) if pid not in present]
-        if gone and not present:
+        # a series the source could not read this time is quarantined, not deleted
+        broken = {i.provider_id.rpartition("|")[0] for i in batch.items if isinstance(i, Quarantined)}
+        gone = [pid for (pid,) in self.s.execute(q) if pid not in present and pid.rpartition("|")[0] not in broken]
+        if gone and not present and not self.allow_empty:
             # safety rail: a calendar that suddenly lists nothing wipes nothing until a person confirms
             raise EmptySnapshot(len(gone))
         return sum(self._forget(pid) for pid in gone)

@@ -119,6 +119,7 @@ class SyncEngine:
             for batch in source.batches(cursor, ctx):
                 with self.sessions.begin() as s:
                     ing = Ingestor(s, source_id, owner, team, index, self.now)
+                    ing.allow_empty = bool((settings or {}).get("confirm_empty"))
                     try:
                         stats = ing.apply(batch)
                     except EmptySnapshot as e:
@@ -129,6 +130,8 @@ class SyncEngine:
                     row = s.get(Source, source_id)
                     assert row is not None
                     row.cursor = batch.cursor
+                    if batch.snapshot and (row.settings or {}).get("confirm_empty"):
+                        row.settings = {k: v for k, v in row.settings.items() if k != "confirm_empty"}
                     row.status = "ok"
                     row.last_error = None
                     row.last_sync_at = self.now

@@ -1,7 +1,7 @@
 """iCalendar files and feeds (.ics, http(s)://, webcal://) as a calendar source.
 
 Each sync re-reads the whole calendar when it changed and yields ONE snapshot batch holding every
-meeting occurrence that starts inside the window ``[now - 180 days, now + 30 days)``; the engine
+meeting occurrence that starts inside the window ``[now - 180 days, now + 30 days]``; the engine
 deletes this source's occurrences in that window that are no longer listed. Recurring events are
 expanded with ``recurring_ical_events`` (RRULE, RDATE, EXDATE, RECURRENCE-ID overrides, moved and
 cancelled instances, RANGE=THISANDFUTURE), time zones come from the IANA database or the file's own
@@ -35,7 +35,7 @@ from recurring_ical_events import EventAdapter, Series
 
 from .base import Source, SyncContext
 from .errors import AuthExpired, RateLimited, Unreachable
-from .records import Batch, CalendarItem, Item, Participant, Quarantined
+from .records import Batch, CalendarItem, Item, Participant, Quarantined, printable
 
 WINDOW_PAST = timedelta(days=180)
 WINDOW_FUTURE = timedelta(days=30)
@@ -54,12 +54,12 @@ _UNFOLD = re.compile(rb"(?<!\n)\n+[ \t]")  # after CRLF -> LF; unfolds like ical
 _VEVENT = re.compile(rb"(?ims)^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)")
 _FIELD = re.compile(rb"(?im)^(UID|DTSTART|RRULE|RDATE|RECURRENCE-ID|BEGIN)([;:][^\r\n]*)")
 _MARGIN = timedelta(days=2)
+_DATE8 = re.compile(rb"\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 _UNUSED = re.compile(
     rb"(?im)^(?:X-[A-Z0-9-]*|LOCATION|DTSTAMP|CREATED|LAST-MODIFIED|CLASS|TRANSP|PRIORITY|URL|CATEGORIES|"
     rb"ATTACH|CONTACT|COMMENT|GEO|RESOURCES|CONFERENCE|IMAGE)[;:][^\n]*(?:\n|\Z)"
 )
-_ALARM_BYTES = re.compile(rb"(?ims)^BEGIN:VALARM[ \t]*\r?$.*?^END:VALARM[ \t]*\r?(?:\n|\Z)")
-_ALARM = re.compile(r"(?ims)^BEGIN:VALARM[ \t]*\r?$.*?^END:VALARM[ \t]*\r?\n?")
+_ALARM = re.compile(rb"(?ims)^BEGIN:VALARM[ \t]*\r?$.*?^END:VALARM[ \t]*\r?(?:\n|\Z)")
 
 
 class IcsSource(Source):
@@ -121,6 +121,8 @@ class IcsSource(Source):
         new["sha256"] = hashlib.sha256(data).hexdigest()
         new["window"] = day
         if old and old.get("sha256") == new["sha256"]:
+            # touched but unchanged: remember the new stat/validators so it is not even read next time
+            yield Batch(items=(), cursor=new)
             return
         try:
             items: list[Item] = list(self.occurrences(data, window))
@@ -205,6 +207,7 @@ class IcsSource(Source):
 
         Raises ValueError when ``data`` is not an iCalendar stream at all.
         """
+        data = _as_utf8(data)
         with warnings.catch_warnings():
             # icalendar warns about guessed TZIDs and the like: input quality, not our bug
             warnings.simplefilter("ignore")
@@ -222,7 +225,7 @@ class IcsSource(Source):
 
 
 def sync_window(now: datetime) -> tuple[datetime, datetime]:
-    """The span a snapshot covers: occurrences starting in [now - 180 days, now + 30 days)."""
+    """The span a snapshot covers: occurrences starting in [now - 180 days, now + 30 days]."""
     now = _as_utc(now)
     return now - WINDOW_PAST, now + WINDOW_FUTURE
 
@@ -303,7 +306,7 @@ class _Expansion:
         details: dict[int, _Details] = {}
         for occurrence in occurrences:
             begin = self._utc(occurrence.start)
-            if not start <= begin < stop:
+            if not start <= begin <= stop:  # both ends included, as the engine deletes
                 continue
             rids = occurrence.recurrence_ids
             event = owner[rids[0] if rids else None]
@@ -424,7 +427,7 @@ def _prefilter(data: bytes, window: tuple[datetime, datetime], only_uid: str | N
     anything unclear stays. Kept VEVENTs lose VALARMs and some properties no CalendarItem uses (X-ALT-DESC,
     ATTACH, LOCATION, ...).
     """
-    text = _UNFOLD.sub(b"", data.replace(b"\r\n", b"\n"))
+    text = _unfold(data)
     if not _BEGIN_CALENDAR.search(text):  # bare VEVENTs: dropping them all would leave nothing to parse
         return text
     low, high = (
@@ -440,12 +443,11 @@ def _prefilter(data: bytes, window: tuple[datetime, datetime], only_uid: str | N
         if out and only_uid is None:
             day = {name: rest.rpartition(b":")[2][:8] for name, rest in fields if name != b"RRULE"}
             untils = [re.search(rb"(?i)UNTIL=(\d{8})", rest) for name, rest in fields if name == b"RRULE"]
-            start, rid = day.get(b"DTSTART", b""), day.get(b"RECURRENCE-ID", b"0")
+            start, rid = day.get(b"DTSTART", b""), day.get(b"RECURRENCE-ID", b"00010101")
             out = (
                 sum(name == b"BEGIN" and rest[1:].strip().upper() == b"VEVENT" for name, rest in fields) == 1
                 and b"RDATE" not in day
-                and start.isdigit()
-                and rid.isdigit()
+                and all(_DATE8.fullmatch(d) for d in (start, rid, *(u.group(1) for u in untils if u)))
                 and (start > high or (start < low and all(u and u.group(1) < low for u in untils)))
                 and not low <= rid <= high
             )
@@ -455,10 +457,23 @@ def _prefilter(data: bytes, window: tuple[datetime, datetime], only_uid: str | N
     for uid, begin, end in blocks:
         pieces.append(text[position:begin])
         if uid in keep:
-            pieces.append(_UNUSED.sub(b"", _ALARM_BYTES.sub(b"", text[begin:end])))
+            pieces.append(_UNUSED.sub(b"", _ALARM.sub(b"", text[begin:end])))
         position = end
     pieces.append(text[position:])
     return b"".join(pieces)
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """Calendars exported by Windows tools are sometimes UTF-16 with a byte-order mark."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", "replace").encode("utf-8")
+    if data[:3] == b"\xef\xbb\xbf":
+        return data[3:]
+    return data
+
+
+def _unfold(data: bytes) -> bytes:
+    return _UNFOLD.sub(b"", data.replace(b"\r\n", b"\n"))
 
 
 def _salvage(data: bytes, error: Exception) -> tuple[list[icalendar.Component], list[Quarantined]]:
@@ -467,7 +482,7 @@ def _salvage(data: bytes, error: Exception) -> tuple[list[icalendar.Component], 
     icalendar is strict outside VEVENTs: one bad VALARM TRIGGER or VTIMEZONE offset fails the whole
     calendar. Alarms are irrelevant here and dropped; a VEVENT that still fails is quarantined alone.
     """
-    text = _UNFOLD.sub(b"", data.replace(b"\r\n", b"\n")).decode("utf-8", "replace")
+    text = _ALARM.sub(b"", _unfold(data)).decode("utf-8", "replace")
     cal = icalendar.Calendar()
     for name in ("METHOD", "X-WR-TIMEZONE", "CALSCALE"):
         if found := re.search(rf"(?im)^{name}:(.*?)\r?$", text):
@@ -475,7 +490,7 @@ def _salvage(data: bytes, error: Exception) -> tuple[list[icalendar.Component], 
     quarantined = []
     blocks = sorted(_BLOCK.finditer(text), key=lambda m: m.group(1).upper() != "VTIMEZONE")  # zones first
     for block in blocks:
-        body = _ALARM.sub("", block.group(0))
+        body = block.group(0)
         try:
             component = icalendar.Component.from_ical(body)
             component.walk()
@@ -574,7 +589,7 @@ def _participant(address: Any, role: str) -> Participant | None:
     if "@" not in email:
         return None
     params = getattr(address, "params", {})
-    name = str(params.get("CN") or "").strip().strip('"').strip() or None
+    name = printable(str(params.get("CN") or "")).strip().strip('"').strip() or None
     partstat = (str(params.get("PARTSTAT") or "").strip().upper() or None) if role == "attendee" else None
     return Participant(email=email, name=name, role=role, partstat=partstat)
 
@@ -617,11 +632,11 @@ def _first(value: Any) -> Any:
 
 def _text(value: Any) -> str:
     value = _first(value)
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+    text = " ".join(printable(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

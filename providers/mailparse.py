@@ -17,7 +17,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from .records import MailItem, Participant, Quarantined
+from .records import MailItem, Participant, Quarantined, printable
 
 _PARSER = BytesParser(policy=policy.compat32)
 BODY_LIMIT = 4000
@@ -57,7 +57,7 @@ def decode(value: object) -> str:
         except Exception:
             return ""
     if "=?" not in value:
-        return _WS.sub(" ", value).strip()
+        return _WS.sub(" ", printable(value)).strip()
     try:
         text = str(make_header(decode_header(value)))
     except Exception:
@@ -71,7 +71,7 @@ def decode(value: object) -> str:
             text = "".join(parts)
         except Exception:
             text = value
-    return _WS.sub(" ", text).strip()
+    return _WS.sub(" ", printable(text)).strip()
 
 
 def _charset(name: str | None) -> str:
@@ -90,7 +90,7 @@ def _addresses(msg: Message, header: str, role: str) -> list[Participant]:
     raw = [v if isinstance(v, str) else str(v) for v in values]
     for name, addr in getaddresses(raw):
         addr = addr.strip().strip("<>").lower()
-        if "@" not in addr or " " in addr or len(addr) > 320:
+        if "@" not in addr or " " in addr or len(addr) > 320 or printable(addr) != addr:
             continue
         out.append(Participant(email=addr, name=decode(name) or None, role=role))
     return out
@@ -99,7 +99,7 @@ def _addresses(msg: Message, header: str, role: str) -> list[Participant]:
 def message_ids(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
-    return tuple(_MID_RE.findall(str(value)))
+    return tuple(m for m in _MID_RE.findall(str(value)) if len(m) <= 500 and printable(m) == m)
 
 
 def parse_date(value: str | None) -> datetime | None:
@@ -182,7 +182,7 @@ def body_excerpt(text: str) -> str:
         if re.match(r"^(-{2,}\s*Original Message\s*-{2,}|On .{4,200} wrote:|From: .+)$", s):
             break
         lines.append(s)
-    return _WS.sub(" ", " ".join(lines)).strip()[:BODY_LIMIT]
+    return _WS.sub(" ", printable(" ".join(lines))).strip()[:BODY_LIMIT]
 
 
 def parse_message(raw: bytes, provider_id: str, locator: str) -> MailItem | Quarantined:

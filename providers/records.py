@@ -7,9 +7,19 @@ matcher only ever see them. Every datetime here is timezone-aware UTC.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from mail or calendars without control characters (NUL breaks PostgreSQL, ESC sequences
+    would drive a terminal). Tabs and newlines are kept."""
+    return _CONTROL.sub(" ", text) if _CONTROL.search(text) else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,9 @@
-"""CRM import (agent/crm_import.py): formats, upserts, adoption, all-or-nothing validation; SQLite and PostgreSQL."""
+"""agent/crm_import.py: formats, upserts, adoption, all-or-nothing validation, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import csv
-import secrets
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,47 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.crm_import import ImportReport, import_crm, normalise_domain, parse_datetime
 from providers.errors import BadInput
-from store.db import open_db
 from store.models import Company, CompanyDomain, Contact, ContactEmail, Deal, DealContact
+from tests.conftest import CORPORA
 
 DATA = Path(__file__).parent / "data" / "crm"
-SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "synthetic-dev" / "small" / "crm"
-if not SMALL.is_dir():
-    SMALL = Path("/work/shared/corpora/synthetic-dev/small/crm")
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+SMALL = CORPORA / "synthetic-dev" / "small" / "crm"
 
 
-# ---------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a new database on the local PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/t.db"
-        return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(dbname="test", connect_timeout=3, autocommit=True, **PG)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL server at 127.0.0.1:5432 (user postgres, database test) not reachable: {e}")
-    name = f"inkless_crm_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine, maker = open_db(db_url)
-    try:
-        yield maker
-    finally:
-        engine.dispose()
+# db_url / sessions: the shared fixtures of tests/conftest.py (SQLite and PostgreSQL)
 
 
 def _import(maker: sessionmaker[Session], **files: Path | None) -> ImportReport:
@@ -296,7 +261,10 @@ def test_bad_rows_fail_the_whole_import_with_file_line_reasons_and_leave_db_unch
         s.rollback()
     assert exc.value.problems == [
         "contacts.csv:17: email 'bob@' is not an address",
-        "contacts.csv:21: company_id 'co999' is not a known company (not in the companies file nor in the database)",
+        (
+            "contacts.csv:21: company_id 'co999' is not a known company "
+            "(not in the companies file nor in the database)"
+        ),
         "deals.csv:4: close_date '2025-02-30' is not a date (use ISO 8601, e.g. 2024-06-21)",
         "deals.csv:6: status 'maybe' is not open, won or lost",
     ]
@@ -514,7 +482,7 @@ def test_salesforce_export_is_detected_and_imported_with_contact_roles(
     assert (again.companies_updated + again.contacts_updated + again.deals_updated) == 0
 
 
-# ---------------------------------------------------------------------------------------------- merging with the DB
+# ---------------------------------------------------------------------------------------------- merging
 
 
 def test_suggested_contact_met_in_mail_is_adopted_not_duplicated(sessions: sessionmaker[Session]) -> None:
@@ -592,7 +560,8 @@ def test_contacts_alone_may_reference_companies_already_in_the_db(
         sessions,
         contacts=_write(
             tmp_path / "contacts.csv",
-            "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,Lee,ann@acme.com,,k1,CFO,\n",
+            "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
+            "p1,Ann,Lee,ann@acme.com,,k1,CFO,\n",
         ),
     )
     assert report.contacts_added == 1 and report.companies_added == 0

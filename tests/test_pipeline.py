@@ -154,6 +154,14 @@ def test_a_calendar_that_suddenly_lists_nothing_wipes_nothing(sessions, tmp_path
     with sessions() as s:
         assert s.execute(select(func.count()).where(Activity.kind == "meeting")).scalar_one() == n
         assert s.get(Source, ics_id).status == "error"
+    with sessions.begin() as s:  # what `inkless source confirm-empty` does
+        src = s.get(Source, ics_id)
+        src.settings = {**src.settings, "confirm_empty": True}
+    rep = SyncEngine(sessions, DEMO_NOW, workers=1).run([ics_id])[0]
+    assert rep.error is None and rep.stats.removed == n
+    with sessions() as s:
+        assert s.execute(select(func.count()).where(Activity.kind == "meeting")).scalar_one() == 0
+        assert "confirm_empty" not in s.get(Source, ics_id).settings
 
 
 def test_one_broken_source_does_not_stop_the_others(sessions, tmp_path: Path) -> None:
