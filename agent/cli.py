@@ -8,10 +8,11 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -69,14 +70,18 @@ state = State()
 @app.callback()
 def _root(
     db: Annotated[
-        Optional[str],
-        typer.Option("--db", envvar="INKLESS_DATABASE_URL", help="Database URL (default: a SQLite file in your data dir)."),
+        str | None,
+        typer.Option(
+            "--db", envvar="INKLESS_DATABASE_URL", help="Database URL (default: a SQLite file in your data dir)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     state.url = db
     state._db = None
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- init
@@ -102,9 +107,9 @@ def init(
 # ----------------------------------------------------------------------------------------------- crm
 @crm_app.command("import")
 def crm_import(
-    companies: Annotated[Optional[Path], typer.Option(help="Companies CSV.")] = None,
-    contacts: Annotated[Optional[Path], typer.Option(help="Contacts CSV.")] = None,
-    deals: Annotated[Optional[Path], typer.Option(help="Deals CSV.")] = None,
+    companies: Annotated[Path | None, typer.Option(help="Companies CSV.")] = None,
+    contacts: Annotated[Path | None, typer.Option(help="Contacts CSV.")] = None,
+    deals: Annotated[Path | None, typer.Option(help="Deals CSV.")] = None,
 ) -> None:
     """Import (upsert by CRM id) generic, HubSpot or Salesforce CSV exports. All or nothing."""
     from .crm import import_and_reattribute
@@ -116,9 +121,10 @@ def crm_import(
             raise BadInput(f"{p}: no such file")
     rep = import_and_reattribute(state.sessions(), clock.now(), companies, contacts, deals)
     r = rep.imported
+    formats = ", ".join(f"{Path(k).name}: {v}" for k, v in r.formats.items())
     out.print(
         f"companies +{r.companies_added} ~{r.companies_updated}, contacts +{r.contacts_added} ~{r.contacts_updated}, "
-        f"deals +{r.deals_added} ~{r.deals_updated} ({', '.join(f'{Path(k).name}: {v}' for k, v in r.formats.items())}); "
+        f"deals +{r.deals_added} ~{r.deals_updated} ({formats}); "
         f"{rep.reattributed} activities re-attributed, {rep.revived} skipped items now logged"
     )
 
@@ -176,8 +182,14 @@ def source_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     t = Table("id", "kind", "location", "owner", "status", "last sync", "seen", "last error")
     for d in data:
         t.add_row(
-            str(d["id"]), d["kind"], d["location"], d["owner"], d["status"],
-            (d["last_sync_at"] or "never")[:19], str(d["items_seen"]), d["last_error"] or "",
+            str(d["id"]),
+            d["kind"],
+            d["location"],
+            d["owner"],
+            d["status"],
+            (d["last_sync_at"] or "never")[:19],
+            str(d["items_seen"]),
+            d["last_error"] or "",
         )
     out.print(t)
 
@@ -223,9 +235,9 @@ def source_confirm_empty(source_id: int) -> None:
 # ---------------------------------------------------------------------------------------------- sync
 @app.command()
 def sync(
-    source: Annotated[Optional[list[int]], typer.Option("--source", help="Only these source ids.")] = None,
+    source: Annotated[list[int] | None, typer.Option("--source", help="Only these source ids.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Parser processes (default: cores, max 4).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parser processes (default: cores, max 4).")] = None,
     batch_size: Annotated[int, typer.Option(help="Items per transaction.", min=1, max=5000)] = 500,
 ) -> None:
     """Capture everything new from every source (incremental; safe to interrupt and rerun)."""
@@ -262,7 +274,11 @@ def _progress(show: bool) -> Iterator[Any]:
         yield None
         return
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
         transient=True,
     ) as p:
         tasks: dict[str, Any] = {}
@@ -278,7 +294,7 @@ def _progress(show: bool) -> Iterator[Any]:
 # ------------------------------------------------------------------------------------------- skipped
 @app.command()
 def skipped(
-    reason: Annotated[Optional[str], typer.Option(help="Only this reason.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to list (0: counts only).")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -299,8 +315,12 @@ def skipped(
             "counts": {**counts, "quarantined": qcount},
             "skipped": [
                 {
-                    "source_id": r.source_id, "reason": r.reason, "detail": r.detail, "kind": r.kind,
-                    "occurred_at": r.occurred_at.isoformat() if r.occurred_at else None, "sender": r.sender,
+                    "source_id": r.source_id,
+                    "reason": r.reason,
+                    "detail": r.detail,
+                    "kind": r.kind,
+                    "occurred_at": r.occurred_at.isoformat() if r.occurred_at else None,
+                    "sender": r.sender,
                     "item": r.locator,
                 }
                 for r in rows
@@ -381,7 +401,9 @@ def _write(rows: Iterator[dict[str, Any]], fmt: Format, dest: Path) -> int:
             if fmt is Format.jsonl:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
-                flat = {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v) for k, v in row.items()}
+                flat = {
+                    k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v) for k, v in row.items()
+                }
                 if writer is None:
                     writer = csv.DictWriter(fh, fieldnames=list(flat))
                     writer.writeheader()
@@ -419,7 +441,9 @@ def export_entities(
 # ---------------------------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    keep: Annotated[bool, typer.Option(help="Load into the --db / default database instead of a temporary one.")] = False,
+    keep: Annotated[
+        bool, typer.Option(help="Load into the --db / default database instead of a temporary one.")
+    ] = False,
 ) -> None:
     """Load the bundled sample (CRM, a mailbox, a calendar), sync it and show what inkless made of it."""
     from .demo import run_demo
@@ -429,7 +453,7 @@ def demo(
         state.url = f"sqlite:///{Path(tmp) / 'demo.db'}"
         state._db = None
         out.print(f"[dim]demo database: {Path(tmp) / 'demo.db'} (throw-away; use --keep to load your own)[/dim]")
-    run_demo(state.sessions(), out)
+    run_demo(state.sessions(), out, f" --db {state.url}" if state.url else "")
 
 
 def main() -> None:

@@ -31,9 +31,7 @@ class CrmSyncReport:
     revived: int
 
 
-def _affected_activities(
-    s: Session, index: CrmIndex, team: Team, rep: ImportReport
-) -> list[int]:
+def _affected_activities(s: Session, index: CrmIndex, team: Team, rep: ImportReport) -> list[int]:
     companies = set(rep.changed_company_ids)
     contacts = set(rep.changed_contact_ids)
     if rep.changed_deal_ids:

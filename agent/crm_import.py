@@ -432,16 +432,13 @@ def _read_table(path: Path, kind: str, problems: _Problems, notes: list[str]) ->
     norm = [_norm_header(h) for h in header]
     fmt = _detect(kind, set(norm))
     if fmt is None:
-        others = [
-            k for k in ("companies", "contacts", "deals") if k != kind and _detect(k, set(norm), strict=True)
-        ]
+        others = [k for k in ("companies", "contacts", "deals") if k != kind and _detect(k, set(norm), strict=True)]
         hint = f" (it looks like a {others[0]} file)" if others else ""
         shown = ",".join(h.strip() for h in header[:8]) + (",..." if len(header) > 8 else "")
         problems.add(
             fname,
             header_line,
-            f"no recognisable {kind.replace('_', ' ')} header{hint}: expected {_EXPECTED[kind]}; "
-            f"found '{shown}'",
+            f"no recognisable {kind.replace('_', ' ')} header{hint}: expected {_EXPECTED[kind]}; found '{shown}'",
         )
         return None
     index: dict[str, int] = {}
@@ -676,9 +673,7 @@ class _Parser:
         if t.fmt == SALESFORCE:
             v = _sf18(v)
         if len(v) > _LIMITS["crm_id"]:
-            self.p.add(
-                t.fname, line, f"{t.label(fld)} '{v[:40]}...' is longer than {_LIMITS['crm_id']} characters"
-            )
+            self.p.add(t.fname, line, f"{t.label(fld)} '{v[:40]}...' is longer than {_LIMITS['crm_id']} characters")
             return None
         return v
 
@@ -748,9 +743,7 @@ class _Parser:
             self.p.add(t.fname, line, f"{t.label(fld)} '{raw}' is not an address")
             return None
         if len(a) > _LIMITS["email"]:
-            self.p.add(
-                t.fname, line, f"{t.label(fld)} '{raw[:40]}...' is longer than {_LIMITS['email']} characters"
-            )
+            self.p.add(t.fname, line, f"{t.label(fld)} '{raw[:40]}...' is longer than {_LIMITS['email']} characters")
             return None
         return a
 
@@ -848,9 +841,7 @@ class _Parser:
             # A row with a problem is kept for the cross-checks (nothing is written when there are problems).
             if crm_id is None or self._dupe(t, seen, crm_id, line):
                 continue
-            out.append(
-                _PDeal(line, crm_id, fields, companies[0] if companies else None, t.has("company"), contacts)
-            )
+            out.append(_PDeal(line, crm_id, fields, companies[0] if companies else None, t.has("company"), contacts))
         return out
 
     def _status(self, t: _Table, cells: list[str], line: int, stage: str) -> str | None:
@@ -983,9 +974,7 @@ def _pg_arrays(
     return casts, params
 
 
-def _pg_unnest_insert(
-    session: Session, model: Any, rows: Sequence[dict[str, Any]], returning: bool
-) -> dict[str, int]:
+def _pg_unnest_insert(session: Session, model: Any, rows: Sequence[dict[str, Any]], returning: bool) -> dict[str, int]:
     """PostgreSQL: one ``INSERT ... SELECT FROM unnest(array, ...)`` per chunk, one array per column.
 
     A multi-row VALUES list of 100k rows makes the driver rewrite a statement with a million
@@ -1126,9 +1115,7 @@ class _DbState:
         )
         deal_by_crm = {row.crm_id: row._asdict() for row in session.execute(select(*dcols))}
         deal_contacts: dict[int, dict[int, str | None]] = defaultdict(dict)
-        for d, c, role in session.execute(
-            select(DealContact.deal_id, DealContact.contact_id, DealContact.role)
-        ):
+        for d, c, role in session.execute(select(DealContact.deal_id, DealContact.contact_id, DealContact.role)):
             deal_contacts[d][c] = role
         return cls(
             company_by_crm,
@@ -1177,9 +1164,7 @@ def _check(
                     crm, name = db.company_crm_by_id.get(owner, (None, "?"))
                     if crm != c.crm_id:
                         who = f"company '{crm}'" if crm else f"company '{name}' (not from the CRM)"
-                        problems.add(
-                            t.fname, c.line, f"domain '{d}' already belongs to {who} in the database"
-                        )
+                        problems.add(t.fname, c.line, f"domain '{d}' already belongs to {who} in the database")
 
     if p_contacts:
         t = tables["contacts"]
@@ -1205,11 +1190,7 @@ def _check(
                             pc.line,
                             f"email '{addr}' already belongs to contact '{ocrm}' in the database",
                         )
-            if (
-                pc.company_ref
-                and pc.company_ref not in file_companies
-                and pc.company_ref not in db.company_by_crm
-            ):
+            if pc.company_ref and pc.company_ref not in file_companies and pc.company_ref not in db.company_by_crm:
                 problems.add(
                     t.fname,
                     pc.line,
@@ -1220,11 +1201,7 @@ def _check(
     if p_deals:
         t = tables["deals"]
         for pd in p_deals:
-            if (
-                pd.company_ref
-                and pd.company_ref not in file_companies
-                and pd.company_ref not in db.company_by_crm
-            ):
+            if pd.company_ref and pd.company_ref not in file_companies and pd.company_ref not in db.company_by_crm:
                 problems.add(
                     t.fname,
                     pd.line,
@@ -1270,9 +1247,7 @@ def _ids_in(t: _Table | None) -> set[str]:
     return out
 
 
-def _write_companies(
-    session: Session, rows: list[_PCompany], db: _DbState, report: ImportReport
-) -> dict[str, int]:
+def _write_companies(session: Session, rows: list[_PCompany], db: _DbState, report: ImportReport) -> dict[str, int]:
     """Upsert companies and their domains; returns crm_id -> id for every company known afterwards."""
     ids = {crm: v[0] for crm, v in db.company_by_crm.items()}
     new_rows: list[dict[str, Any]] = []
@@ -1388,9 +1363,7 @@ def _write_contacts(
             if held is not None and held[0] != cid:
                 delete_keys.add(k)
                 report.changed_contact_ids.add(held[0])  # the contact that loses the address
-        insert_emails += [
-            {"key": k, "contact_id": cid, "email": a, "is_primary": p} for k, (a, p) in want.items()
-        ]
+        insert_emails += [{"key": k, "contact_id": cid, "email": a, "is_primary": p} for k, (a, p) in want.items()]
     _bulk_delete(session, ContactEmail.key, sorted(delete_keys))
     _bulk_insert(session, ContactEmail, insert_emails)
     report.contacts_added = len(added) + len(adopted)

@@ -22,7 +22,7 @@ from .views import render_timeline, timeline_view
 DEMO = Path(__file__).with_name("demo_data")
 
 
-def run_demo(sessions: sessionmaker[Session], console: Console) -> None:
+def run_demo(sessions: sessionmaker[Session], console: Console, db_hint: str = "") -> None:
     meta = json.loads((DEMO / "meta.json").read_text())
     # the sample was written as of meta["now"]; pin the clock there so the demo never goes stale
     os.environ.setdefault("INKLESS_NOW", meta["now"])
@@ -36,9 +36,7 @@ def run_demo(sessions: sessionmaker[Session], console: Console) -> None:
             if not exists:
                 s.add(Source(kind=kind, location=str(loc), owner=meta["owner"], settings={}, created_at=now))
     crm = DEMO / "crm"
-    rep = import_and_reattribute(
-        sessions, now, crm / "companies.csv", crm / "contacts.csv", crm / "deals.csv"
-    ).imported
+    rep = import_and_reattribute(sessions, now, crm / "companies.csv", crm / "contacts.csv", crm / "deals.csv").imported
     console.print(
         f"[bold]CRM[/bold]: {rep.companies_added + rep.companies_updated} companies, "
         f"{rep.contacts_added + rep.contacts_updated} contacts, {rep.deals_added + rep.deals_updated} deals"
@@ -64,4 +62,7 @@ def run_demo(sessions: sessionmaker[Session], console: Console) -> None:
             days = f"{(now - d.last_contact_at).days} days" if d.last_contact_at else "no contact yet"
             console.print(f"  {escape(d.name):<50} last contact {last} ({days}), next meeting {nxt}")
     console.print()
-    console.print("Try: inkless timeline company \"<name>\" · inkless skipped · inkless export activities --out acts.jsonl")
+    prefix = f"INKLESS_NOW={meta['now']} inkless{db_hint}"
+    console.print("Explore the sample further:", markup=False)
+    for cmd in ('timeline company "Halvorsen"', "skipped", "explain 1", "export activities --out acts.jsonl"):
+        console.print(f"  {prefix} {cmd}", markup=False)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from matching.attribute import Result, attribute
 from matching.classify import Skip, classify_mail, classify_meeting
-from matching.identity import email_key, domain_of
+from matching.identity import domain_of, email_key
 from matching.index import ContactRec, CrmIndex, Team
 from providers.mailparse import normalise_subject
 from providers.records import Batch, CalendarItem, MailItem, Participant, Quarantined
@@ -190,10 +190,12 @@ class Ingestor:
     def _detach(self, activity_id: int, provider_id: str) -> None:
         """This source no longer holds the item as a logged activity; drop it if nobody else does."""
         others = self.s.execute(
-            select(SyncState.provider_id).where(
+            select(SyncState.provider_id)
+            .where(
                 SyncState.activity_id == activity_id,
                 ~((SyncState.source_id == self.source_id) & (SyncState.provider_id == provider_id)),
-            ).limit(1)
+            )
+            .limit(1)
         ).first()
         if others is None:
             for t, ids in delete_activities(self.s, [activity_id]).items():
@@ -344,16 +346,22 @@ class Ingestor:
                 direction: str | None = "outbound" if sender_internal else "inbound"
                 people = list(it.participants)
                 subject, text, when = it.subject, it.body_text, it.occurred_at
-                values: dict[str, Any] = dict(kind="email", occurred_at=when, end_at=None, ical_uid=None,
-                                              recurrence_id=None)
+                values: dict[str, Any] = dict(
+                    kind="email", occurred_at=when, end_at=None, ical_uid=None, recurrence_id=None
+                )
             else:
                 direction = None
                 people = list(it.attendees)
                 if it.organizer and all(p.email != it.organizer.email for p in people):
                     people.insert(0, it.organizer)
                 subject, text, when = it.summary, it.description, it.start
-                values = dict(kind="meeting", occurred_at=when, end_at=it.end, ical_uid=it.ical_uid[:500],
-                              recurrence_id=it.recurrence_id)
+                values = dict(
+                    kind="meeting",
+                    occurred_at=when,
+                    end_at=it.end,
+                    ical_uid=it.ical_uid[:500],
+                    recurrence_id=it.recurrence_id,
+                )
             prior = thread_deals.get(tk) if tk else None
             res = attribute(people, when, subject, text, self.index, self.team, prior[1] if prior else None)
             if tk and res.deal and (prior is None or when >= prior[0]):
@@ -557,9 +565,11 @@ def reattribute(
         chunk = activity_ids[i : i + 200]
         acts = {a.id: a for a in session.execute(select(Activity).where(Activity.id.in_(chunk))).scalars()}
         people: dict[int, list[Participant]] = defaultdict(list)
-        q = select(ParticipantRow.activity_id, ParticipantRow.email, ParticipantRow.name, ParticipantRow.role).where(
-            ParticipantRow.activity_id.in_(chunk)
-        ).order_by(ParticipantRow.id)
+        q = (
+            select(ParticipantRow.activity_id, ParticipantRow.email, ParticipantRow.name, ParticipantRow.role)
+            .where(ParticipantRow.activity_id.in_(chunk))
+            .order_by(ParticipantRow.id)
+        )
         for aid, email, name, role in session.execute(q):
             people[aid].append(Participant(email=email, name=name, role=role))
         old = session.execute(

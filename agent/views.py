@@ -130,7 +130,10 @@ def render_timeline(console: Console, view: dict[str, Any]) -> None:
         if it["upcoming"]:
             when = f"[green]{when}[/green]"
         t.add_row(
-            when, icon, escape(it["subject"][:70]), escape(", ".join(it["people"])[:40]),
+            when,
+            icon,
+            escape(it["subject"][:70]),
+            escape(", ".join(it["people"])[:40]),
             it["status"] if it["status"] != "auto" else "",
         )
     console.print(t)
@@ -145,7 +148,10 @@ def explain_view(s: Session, act: Activity) -> list[str]:
     ]
     for t, tid, conf, ev, st in s.execute(
         select(
-            Attribution.target_type, Attribution.target_id, Attribution.confidence, Attribution.evidence,
+            Attribution.target_type,
+            Attribution.target_id,
+            Attribution.confidence,
+            Attribution.evidence,
             Attribution.status,
         ).where(Attribution.activity_id == act.id)
     ):

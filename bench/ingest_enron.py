@@ -16,7 +16,6 @@ import argparse
 import collections
 import csv
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -69,37 +68,84 @@ def make_crm(corpus: Path, out: Path, companies: int = 300) -> None:
                 n += 1
     with open(out / "deals.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "name", "company_id", "stage", "status", "amount", "created_at", "close_date",
-                    "owner_email", "contact_ids"])
+        w.writerow(
+            [
+                "id",
+                "name",
+                "company_id",
+                "stage",
+                "status",
+                "amount",
+                "created_at",
+                "close_date",
+                "owner_email",
+                "contact_ids",
+            ]
+        )
         for i, d in enumerate(top[:100]):
-            w.writerow([f"d{i}", f"{d.split('.')[0].title()} – Energy Supply Agreement", f"co{i}", "Proposal",
-                        "open", "10000", "1990-01-01T00:00:00Z", "2030-01-01", "kenneth.lay@enron.com", ""])
+            w.writerow(
+                [
+                    f"d{i}",
+                    f"{d.split('.')[0].title()} – Energy Supply Agreement",
+                    f"co{i}",
+                    "Proposal",
+                    "open",
+                    "10000",
+                    "1990-01-01T00:00:00Z",
+                    "2030-01-01",
+                    "kenneth.lay@enron.com",
+                    "",
+                ]
+            )
 
 
 def inkless(*args: str, db: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "INKLESS_DATABASE_URL": db, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=e,
-                          cwd=ROOT, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=e, cwd=ROOT, check=True
+    )
 
 
 def run(corpus: Path, users: list[str], db: str, crm: Path, workers: int | None) -> tuple[int, float, float]:
     inkless("init", "--internal-domain", "enron.com", db=db)
-    inkless("crm", "import", "--companies", str(crm / "companies.csv"), "--contacts", str(crm / "contacts.csv"),
-            "--deals", str(crm / "deals.csv"), db=db)
+    inkless(
+        "crm",
+        "import",
+        "--companies",
+        str(crm / "companies.csv"),
+        "--contacts",
+        str(crm / "contacts.csv"),
+        "--deals",
+        str(crm / "deals.csv"),
+        db=db,
+    )
     n = 0
     for u in users:
         inkless("source", "add", "eml", str(corpus / u), "--owner", OWNERS.get(u, f"{u}@enron.com"), db=db)
         n += len(files_of(corpus / u))
-    args = ["sync", "--quiet"] + (["--workers", str(workers)] if workers is not None else [])
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    args = ["sync"] + (["--workers", str(workers)] if workers is not None else [])
+    # a fresh wrapper process, so ru_maxrss covers this sync (and its parser workers) only
+    wrapper = (
+        "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)"
+    )
     t = time.perf_counter()
-    proc = inkless(*args, db=db, env={"INKLESS_NOW": "2002-01-01T00:00:00Z"})
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "INKLESS_DATABASE_URL": db, "INKLESS_NOW": "2002-01-01T00:00:00Z"},
+    )
     elapsed = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.stderr.strip():
-        print(proc.stderr.strip(), file=sys.stderr)
+    *errors, peak_kib = proc.stderr.strip().splitlines()
+    for line in errors:
+        print(line, file=sys.stderr)
+    for line in proc.stdout.splitlines():
+        print("   ", line.strip())
     # ru_maxrss of children is the largest single descendant (the sync process or one worker), in KiB
-    return n, elapsed, max(peak, before) / 1024
+    return n, elapsed, int(peak_kib) / 1024
 
 
 def mu_index(corpus: Path, users: list[str]) -> tuple[int, float] | None:

@@ -120,9 +120,7 @@ CONTACTS = [
     Contact(r[0], r[1], r[2], r[3], [e for e in r[4].split(";") if e], r[5], r[6], r[7], r[8])
     for r in _table(CONTACTS_TABLE)
 ]
-DEALS = [
-    Deal(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], r[8].split(";")) for r in _table(DEALS_TABLE)
-]
+DEALS = [Deal(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], r[8].split(";")) for r in _table(DEALS_TABLE)]
 
 # --------------------------------------------------------------------------------------------------
 # people who appear in mail and calendar: address -> (display name, timezone)
@@ -221,9 +219,7 @@ def message_id(mail: Mail) -> str:
         box = "AM9PR04MB" + _hex("box" + domain, 4).upper()
         return f"<{box}{_hex('o' + mail.key, 23).upper()}@{box}.eurprd04.prod.outlook.com>"
     if mail.frm == DIGEST:
-        return (
-            f"<0102019a{_hex('ses' + mail.key, 8)}-{_hex('s2' + mail.key, 8)}-000000@eu-west-1.amazonses.com>"
-        )
+        return f"<0102019a{_hex('ses' + mail.key, 8)}-{_hex('s2' + mail.key, 8)}-000000@eu-west-1.amazonses.com>"
     return f"<{_hex('m' + mail.key, 8)}.{_hex('n' + mail.key, 12)}@{domain}>"
 
 
@@ -410,8 +406,7 @@ MAILS: list[Mail] = [
         HANNAH_TAG,
         [ANA],
         "Re: Data quality add-on - trial setup",
-        "Hi Ana,\n\nWorks nicely. Could we get a weekly check-in on Thursdays while the trial runs?\n\n"
-        "Hannah",
+        "Hi Ana,\n\nWorks nicely. Could we get a weekly check-in on Thursdays while the trial runs?\n\nHannah",
         reply_to="D1",
         html=True,
         deal="d4",
@@ -600,8 +595,7 @@ MAILS: list[Mail] = [
         NADIA,
         [ANA],
         "Re: Guest Wi-Fi analytics – access points list",
-        "Hi Ana,\n\nAttached is the access point list for both hotels (86 APs, all on firmware 7.2).\n\n"
-        "Nadia",
+        "Hi Ana,\n\nAttached is the access point list for both hotels (86 APs, all on firmware 7.2).\n\nNadia",
         reply_to="H2",
         deal="d8",
         family=["exact", "encoded-header"],
@@ -765,9 +759,7 @@ class Event:
     location: str = ""
     rrule_until_utc: datetime | None = None  # weekly, same weekday
     exdates: list[datetime] = field(default_factory=list)  # local
-    overrides: dict[datetime, datetime] = field(
-        default_factory=dict
-    )  # original local start -> new local start
+    overrides: dict[datetime, datetime] = field(default_factory=dict)  # original local start -> new local start
     log: bool = True
     deal: str | None = None
     family: list[str] = field(default_factory=list)
@@ -777,9 +769,7 @@ class Event:
     def created_at(self) -> datetime:
         if self.created is not None:
             return self.created
-        return min(
-            madrid_to_utc(self.start) - timedelta(days=12, hours=3, minutes=17), NOW - timedelta(days=6)
-        )
+        return min(madrid_to_utc(self.start) - timedelta(days=12, hours=3, minutes=17), NOW - timedelta(days=6))
 
 
 def _google_uid(key: str) -> str:
@@ -1051,9 +1041,7 @@ def vevent_lines(
         )
     created = event.created_at()
     # an override was edited on the day of the occurrence it moves
-    modified = (
-        madrid_to_utc(recurrence_id) + timedelta(hours=7) if recurrence_id else created + timedelta(hours=2)
-    )
+    modified = madrid_to_utc(recurrence_id) + timedelta(hours=7) if recurrence_id else created + timedelta(hours=2)
     lines += [
         f"CREATED:{_utc_stamp(created)}",
         f"LAST-MODIFIED:{_utc_stamp(modified)}",
@@ -1082,9 +1070,7 @@ def render_calendar(events: list[Event], method: str | None = None, stamp: datet
     for event in events:
         lines += vevent_lines(event, event.start, stamp=stamp)
         for original, moved in event.overrides.items():
-            lines += vevent_lines(
-                event, moved, original, master=False, sequence=event.sequence + 1, stamp=stamp
-            )
+            lines += vevent_lines(event, moved, original, master=False, sequence=event.sequence + 1, stamp=stamp)
     lines.append("END:VCALENDAR")
     return "".join(part + "\r\n" for line in lines for part in _fold(line))
 
@@ -1158,9 +1144,7 @@ def render_mail(mail: Mail, by_key: dict[str, Mail], mids: dict[str, str]) -> st
                 ),
             )
         )
-    headers.append(
-        ("Return-Path", f"<{'bounces+7c1e2a@news.revopsdigest.com' if mail.frm == DIGEST else mail.frm}>")
-    )
+    headers.append(("Return-Path", f"<{'bounces+7c1e2a@news.revopsdigest.com' if mail.frm == DIGEST else mail.frm}>"))
     headers.append(("MIME-Version", "1.0"))
     headers.append(("Date", format_datetime(local)))
     headers.append(("Message-ID", mid))
@@ -1370,9 +1354,7 @@ def _csv(rows: list[list[str]]) -> str:
 
 def crm_files() -> dict[str, str]:
     companies = [["id", "name", "domains"]] + [[i, n, ";".join(d)] for i, n, d in COMPANIES]
-    contacts = [
-        ["id", "first_name", "last_name", "email", "other_emails", "company_id", "title", "phone"]
-    ] + [
+    contacts = [["id", "first_name", "last_name", "email", "other_emails", "company_id", "title", "phone"]] + [
         [cid, first, last, email, ";".join(others), co, title, phone]
         for cid, first, last, email, others, co, title, phone, _tz in CONTACTS
     ]
@@ -1466,9 +1448,7 @@ def check(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="output directory (default agent/demo_data)"
-    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default agent/demo_data)")
     args = parser.parse_args(argv)
     files = generate()
     for rel, text in files.items():

@@ -37,8 +37,18 @@ def load(corpus: Path, db: str) -> tuple[str, float]:
     now = meta["now"]
     inkless("init", *[a for d in meta["internal_domains"] for a in ("--internal-domain", d)], db=db, now=now)
     crm = corpus / "crm"
-    inkless("crm", "import", "--companies", str(crm / "companies.csv"), "--contacts", str(crm / "contacts.csv"),
-            "--deals", str(crm / "deals.csv"), db=db, now=now)
+    inkless(
+        "crm",
+        "import",
+        "--companies",
+        str(crm / "companies.csv"),
+        "--contacts",
+        str(crm / "contacts.csv"),
+        "--deals",
+        str(crm / "deals.csv"),
+        db=db,
+        now=now,
+    )
     for box in meta["mailboxes"]:
         inkless("source", "add", "maildir", str(corpus / box["maildir"]), "--owner", box["owner"], db=db, now=now)
         inkless("source", "add", "ics", str(corpus / box["calendar"]), "--owner", box["owner"], db=db, now=now)

@@ -532,9 +532,7 @@ def score_entities(corpus_dir: Path, entities_jsonl: Path) -> dict[str, Any]:
                 if want == got:
                     agree += 1
                 elif len(mismatches) < SAMPLE_LIMIT:
-                    mismatches.append(
-                        {"crm_id": key[1], "truth": want, "export": got, "in_export": key in exported}
-                    )
+                    mismatches.append({"crm_id": key[1], "truth": want, "export": got, "in_export": key in exported})
             entry[fld] = {"agree": agree, "rate": safe_div(agree, len(keys)), "sample_mismatches": mismatches}
         out[etype] = entry
     out["export_rows"] = len(exported)
@@ -663,17 +661,12 @@ def format_report(result: dict[str, Any]) -> str:
                 _pct(s["deal_recall"]),
             ]
         )
-    out += _table(
-        ["family", "items", "log", "log R", "leaks", "dups", "contact F1", "deal P", "deal R"], fam_rows
-    )
+    out += _table(["family", "items", "log", "log R", "leaks", "dups", "contact F1", "deal P", "deal R"], fam_rows)
 
     samples = result["samples"]
     if samples["leaks"]:
         out += ["", "sample leaks"]
-        out += [
-            f"  {s['truth']}  {','.join(s['family'])}  (export line {s['export_lines']})"
-            for s in samples["leaks"]
-        ]
+        out += [f"  {s['truth']}  {','.join(s['family'])}  (export line {s['export_lines']})" for s in samples["leaks"]]
     if samples["duplicates"]:
         out += ["", "sample duplicates"]
         out += [f"  {s['truth']}  (export lines {s['export_lines']})" for s in samples["duplicates"]]
@@ -681,11 +674,7 @@ def format_report(result: dict[str, Any]) -> str:
     if extras["count"]:
         out += ["", f"sample unmatched export lines ({extras['count']})"]
         for s in extras["sample"]:
-            ident = (
-                s.get("message_ids")
-                if s["kind"] == "email"
-                else f"{s.get('ical_uid')} @ {s.get('recurrence_id')}"
-            )
+            ident = s.get("message_ids") if s["kind"] == "email" else f"{s.get('ical_uid')} @ {s.get('recurrence_id')}"
             out.append(f"  line {s['line']} {s['kind']}: {ident}  {s.get('subject') or ''}".rstrip())
 
     ents = result.get("entities")

@@ -4,6 +4,7 @@ deals. Built from plain records (the store loads them); lookups are dictionary h
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -88,7 +89,7 @@ class CrmIndex:
 class Team:
     """The team's own identity: internal domains (with sub-domains) and the source owners' addresses."""
 
-    def __init__(self, domains: set[str] | list[str], owners: set[str] | list[str] = ()) -> None:
+    def __init__(self, domains: Iterable[str], owners: Iterable[str] = ()) -> None:
         self.owners = {o.lower() for o in owners}
         self.domains = {d.lower().strip(".") for d in domains} | {domain_of(o) for o in self.owners}
 

@@ -187,9 +187,7 @@ class IcsSource(Source):
         if status in (401, 403):
             raise AuthExpired(f"{self.display}: HTTP {status}, the feed needs new credentials")
         if status == 429 or (status == 503 and "Retry-After" in response.headers):
-            raise RateLimited(
-                f"{self.display}: HTTP {status}", _retry_after(response.headers.get("Retry-After"))
-            )
+            raise RateLimited(f"{self.display}: HTTP {status}", _retry_after(response.headers.get("Retry-After")))
         if status >= 400:
             raise Unreachable(f"{self.display}: HTTP {status}")
         return response
@@ -213,9 +211,7 @@ class IcsSource(Source):
             warnings.simplefilter("ignore")
             calendars, bad = _parse(data, window, only_uid)
             items: dict[str, CalendarItem] = {}
-            quarantined = {
-                q.provider_id: q for q in bad if only_uid is None or q.provider_id == f"{only_uid}|"
-            }
+            quarantined = {q.provider_id: q for q in bad if only_uid is None or q.provider_id == f"{only_uid}|"}
             for cal in calendars:
                 for entry in _Expansion(cal, self.default_tz, window).run(only_uid, singles_only):
                     target: dict[str, Any] = quarantined if isinstance(entry, Quarantined) else items
@@ -240,9 +236,7 @@ def redact(text: str) -> str:
 class _Expansion:
     """Turns the VEVENTs of one VCALENDAR into CalendarItems (or Quarantined series)."""
 
-    def __init__(
-        self, cal: icalendar.Component, default_tz: tzinfo, window: tuple[datetime, datetime]
-    ) -> None:
+    def __init__(self, cal: icalendar.Component, default_tz: tzinfo, window: tuple[datetime, datetime]) -> None:
         if str(cal.get("CALSCALE", "GREGORIAN")).upper() != "GREGORIAN":
             raise ValueError(f"unsupported CALSCALE {cal.get('CALSCALE')}")
         zone = _zone(cal.get("X-WR-TIMEZONE"))
@@ -430,9 +424,7 @@ def _prefilter(data: bytes, window: tuple[datetime, datetime], only_uid: str | N
     text = _unfold(data)
     if not _BEGIN_CALENDAR.search(text):  # bare VEVENTs: dropping them all would leave nothing to parse
         return text
-    low, high = (
-        (w + d).strftime("%Y%m%d").encode() for w, d in zip(window, (-_MARGIN, _MARGIN), strict=True)
-    )
+    low, high = ((w + d).strftime("%Y%m%d").encode() for w, d in zip(window, (-_MARGIN, _MARGIN), strict=True))
     blocks: list[tuple[bytes, int, int]] = []
     keep: set[bytes] = set()
     for block in _VEVENT.finditer(text):

@@ -103,9 +103,7 @@ class _FolderSource(Source):
                 ids = [self.provider_id(rel) for _, rel in chunk]
                 known = ctx.is_known(ids)
                 jobs = [
-                    (str(root / rel), pid, rel)
-                    for (_, rel), pid in zip(chunk, ids, strict=True)
-                    if pid not in known
+                    (str(root / rel), pid, rel) for (_, rel), pid in zip(chunk, ids, strict=True) if pid not in known
                 ]
                 items = tuple(ctx.pmap(read_and_parse, jobs)) if jobs else ()
                 after = chunk[-1]

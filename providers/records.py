@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Union
-
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 
@@ -111,7 +109,7 @@ class Quarantined:
     reason: str
 
 
-Item = Union[MailItem, CalendarItem, Quarantined]
+Item = MailItem | CalendarItem | Quarantined
 
 
 @dataclass(frozen=True, slots=True)

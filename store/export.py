@@ -22,7 +22,9 @@ def iso(d: datetime | None) -> str | None:
 def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any]]:
     after: tuple[datetime, str] | None = None
     primary_domain: dict[int, str] = {}
-    for dom, cid in session.execute(select(CompanyDomain.domain, CompanyDomain.company_id).order_by(CompanyDomain.domain)):
+    for dom, cid in session.execute(
+        select(CompanyDomain.domain, CompanyDomain.company_id).order_by(CompanyDomain.domain)
+    ):
         primary_domain.setdefault(cid, dom)
     while True:
         q = select(Activity).order_by(Activity.occurred_at, Activity.dedupe_key).limit(chunk)
@@ -36,27 +38,35 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
         after = (acts[-1].occurred_at, acts[-1].dedupe_key)
         mids: dict[int, list[str]] = defaultdict(list)
         for key, aid in session.execute(
-            select(ActivityKey.key, ActivityKey.activity_id).where(ActivityKey.activity_id.in_(ids)).order_by(ActivityKey.key)
+            select(ActivityKey.key, ActivityKey.activity_id)
+            .where(ActivityKey.activity_id.in_(ids))
+            .order_by(ActivityKey.key)
         ):
             if key.startswith("mid:"):
                 mids[aid].append(key[4:])
         links: dict[int, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
         for aid, t, tid, conf in session.execute(
-            select(Attribution.activity_id, Attribution.target_type, Attribution.target_id, Attribution.confidence).where(
-                Attribution.activity_id.in_(ids)
-            )
+            select(
+                Attribution.activity_id, Attribution.target_type, Attribution.target_id, Attribution.confidence
+            ).where(Attribution.activity_id.in_(ids))
         ):
             links[aid][t].append((tid, conf))
         contact_ids = {tid for a in links.values() for tid, _ in a.get("contact", [])}
         company_ids = {tid for a in links.values() for tid, _ in a.get("company", [])}
         deal_ids = {tid for a in links.values() for tid, _ in a.get("deal", [])}
-        contacts = {
-            c.id: c for c in session.execute(select(Contact).where(Contact.id.in_(contact_ids))).scalars()
-        } if contact_ids else {}
-        companies = {
-            c.id: c for c in session.execute(select(Company).where(Company.id.in_(company_ids))).scalars()
-        } if company_ids else {}
-        deals = {d.id: d for d in session.execute(select(Deal).where(Deal.id.in_(deal_ids))).scalars()} if deal_ids else {}
+        contacts = (
+            {c.id: c for c in session.execute(select(Contact).where(Contact.id.in_(contact_ids))).scalars()}
+            if contact_ids
+            else {}
+        )
+        companies = (
+            {c.id: c for c in session.execute(select(Company).where(Company.id.in_(company_ids))).scalars()}
+            if company_ids
+            else {}
+        )
+        deals = (
+            {d.id: d for d in session.execute(select(Deal).where(Deal.id.in_(deal_ids))).scalars()} if deal_ids else {}
+        )
         for a in acts:
             ln = links.get(a.id, {})
             cs = sorted((contacts[t] for t, _ in ln.get("contact", []) if t in contacts), key=lambda c: c.email or "")
@@ -70,9 +80,7 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
                 "occurred_at": iso(a.occurred_at),
                 "subject": a.subject,
                 "contacts": [{"crm_id": c.crm_id, "email": c.email, "name": c.name} for c in cs],
-                "companies": [
-                    {"crm_id": c.crm_id, "domain": primary_domain.get(c.id), "name": c.name} for c in cos
-                ],
+                "companies": [{"crm_id": c.crm_id, "domain": primary_domain.get(c.id), "name": c.name} for c in cos],
                 "deal": {"crm_id": dl[0].crm_id, "name": dl[0].name} if dl else None,
                 "status": a.status,
                 "confidence": round(float(a.confidence), 3),
@@ -81,8 +89,14 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
 
 
 def entity_rows(session: Session) -> Iterator[dict[str, Any]]:
-    for type_name, model in (("contact", Contact), ("company", Company), ("deal", Deal)):
-        for e in session.execute(select(model).order_by(model.id)).scalars():
+    models: tuple[tuple[str, type[Contact] | type[Company] | type[Deal]], ...] = (
+        ("contact", Contact),
+        ("company", Company),
+        ("deal", Deal),
+    )
+    for type_name, model in models:
+        rows: Iterator[Any] = iter(session.execute(select(model).order_by(model.id)).scalars())
+        for e in rows:
             yield {
                 "type": type_name,
                 "crm_id": e.crm_id,

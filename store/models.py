@@ -160,9 +160,7 @@ class Deal(Base):
 class DealContact(Base):
     __tablename__ = "deal_contacts"
     deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), primary_key=True)
-    contact_id: Mapped[int] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True)
     role: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
@@ -258,9 +256,7 @@ class Quarantine(Base):
 class Correction(Base):
     __tablename__ = "corrections"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    activity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("activities.id", ondelete="SET NULL"), nullable=True
-    )
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activities.id", ondelete="SET NULL"), nullable=True)
     target_type: Mapped[str] = mapped_column(String(10))
     old_target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     new_target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

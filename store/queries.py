@@ -54,8 +54,8 @@ def load_index(session: Session) -> CrmIndex:
     domains: dict[int, list[str]] = defaultdict(list)
     for dom, cid in session.execute(select(CompanyDomain.domain, CompanyDomain.company_id)):
         domains[cid].append(dom)
-    for cid, crm_id, name in session.execute(select(Company.id, Company.crm_id, Company.name)):
-        idx.add_company(CompanyRec(cid, crm_id, name, tuple(domains.get(cid, ()))))
+    for co_id, co_crm_id, co_name in session.execute(select(Company.id, Company.crm_id, Company.name)):
+        idx.add_company(CompanyRec(co_id, co_crm_id, co_name, tuple(domains.get(co_id, ()))))
     emails: dict[int, list[str]] = defaultdict(list)
     for key, cid in session.execute(select(ContactEmail.key, ContactEmail.contact_id)):
         emails[cid].append(key)
@@ -65,9 +65,7 @@ def load_index(session: Session) -> CrmIndex:
     roles: dict[int, set[int]] = defaultdict(set)
     for did, cid in session.execute(select(DealContact.deal_id, DealContact.contact_id)):
         roles[did].add(cid)
-    deal_cols = select(
-        Deal.id, Deal.crm_id, Deal.name, Deal.company_id, Deal.status, Deal.created_at, Deal.close_date
-    )
+    deal_cols = select(Deal.id, Deal.crm_id, Deal.name, Deal.company_id, Deal.status, Deal.created_at, Deal.close_date)
     for did, crm_id, name, company_id, status, created, closed in session.execute(deal_cols):
         idx.add_deal(DealRec(did, crm_id, name, company_id, status, created, closed, frozenset(roles.get(did, ()))))
     return idx
@@ -132,9 +130,7 @@ def entities_of(session: Session, activity_ids: Iterable[int]) -> dict[str, set[
     ids = list(activity_ids)
     touched: dict[str, set[int]] = defaultdict(set)
     for i in range(0, len(ids), 500):
-        q = select(Attribution.target_type, Attribution.target_id).where(
-            Attribution.activity_id.in_(ids[i : i + 500])
-        )
+        q = select(Attribution.target_type, Attribution.target_id).where(Attribution.activity_id.in_(ids[i : i + 500]))
         for t, tid in session.execute(q):
             touched[t].add(tid)
     return touched

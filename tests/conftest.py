@@ -95,7 +95,11 @@ def run_cli(*args: str, db: str, env: dict[str, str] | None = None, check: bool 
     full_env = {**os.environ, "INKLESS_DATABASE_URL": db, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"inkless {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

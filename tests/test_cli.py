@@ -22,8 +22,18 @@ def loaded(db_url: str, tmp_path: Path) -> str:
     run_cli("init", "--internal-domain", "northwind.io", db=db_url, env=NOW)
     run_cli("init", "--internal-domain", "northwindlabs.com", db=db_url, env=NOW)
     crm = DEMO / "crm"
-    run_cli("crm", "import", "--companies", str(crm / "companies.csv"), "--contacts", str(crm / "contacts.csv"),
-            "--deals", str(crm / "deals.csv"), db=db_url, env=NOW)
+    run_cli(
+        "crm",
+        "import",
+        "--companies",
+        str(crm / "companies.csv"),
+        "--contacts",
+        str(crm / "contacts.csv"),
+        "--deals",
+        str(crm / "deals.csv"),
+        db=db_url,
+        env=NOW,
+    )
     run_cli("source", "add", "mbox", str(tmp_path / "mail.mbox"), "--owner", "ana@northwind.io", db=db_url, env=NOW)
     run_cli("source", "add", "ics", str(tmp_path / "calendar.ics"), "--owner", "Ana@Northwind.io", db=db_url, env=NOW)
     return db_url
@@ -54,20 +64,47 @@ def test_tour_init_import_add_sync_timeline_export(loaded: str, tmp_path: Path) 
     run_cli("export", "activities", "--format", "jsonl", "--out", str(acts), db=db, env=NOW)
     rows = [json.loads(line) for line in acts.read_text().splitlines()]
     assert len(rows) == 47
-    keys = {"kind", "message_ids", "ical_uid", "recurrence_id", "occurred_at", "subject", "contacts", "companies",
-            "deal", "status", "confidence", "evidence"}
+    keys = {
+        "kind",
+        "message_ids",
+        "ical_uid",
+        "recurrence_id",
+        "occurred_at",
+        "subject",
+        "contacts",
+        "companies",
+        "deal",
+        "status",
+        "confidence",
+        "evidence",
+    }
     assert all(set(r) == keys for r in rows)
     assert all(0 <= r["confidence"] <= 1 and r["evidence"] for r in rows)
     ents = tmp_path / "ents.csv"
     run_cli("export", "entities", "--format", "csv", "--out", str(ents), db=db, env=NOW)
     with open(ents, newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert {"type", "crm_id", "name", "last_contact_at", "last_inbound_at", "last_outbound_at", "next_meeting_at",
-            "activity_count"} <= set(table[0])
+    assert {
+        "type",
+        "crm_id",
+        "name",
+        "last_contact_at",
+        "last_inbound_at",
+        "last_outbound_at",
+        "next_meeting_at",
+        "activity_count",
+    } <= set(table[0])
 
     skipped = json.loads(run_cli("skipped", "--json", db=db, env=NOW).stdout)
-    assert {"internal", "bulk", "automated", "personal", "invite-email", "meeting-cancelled",
-            "meeting-declined"} <= set(skipped["counts"])
+    assert {
+        "internal",
+        "bulk",
+        "automated",
+        "personal",
+        "invite-email",
+        "meeting-cancelled",
+        "meeting-declined",
+    } <= set(skipped["counts"])
     first_id = 1
     explained = run_cli("explain", str(first_id), db=db, env=NOW).stdout
     assert "confidence" in explained
@@ -120,8 +157,16 @@ def test_hostile_subject_is_printed_as_text(db_url: str, tmp_path: Path) -> None
     )
     run_cli("init", "--internal-domain", "northwind.io", db=db_url, env=NOW)
     crm = DEMO / "crm"
-    run_cli("crm", "import", "--companies", str(crm / "companies.csv"), "--contacts", str(crm / "contacts.csv"),
-            db=db_url, env=NOW)
+    run_cli(
+        "crm",
+        "import",
+        "--companies",
+        str(crm / "companies.csv"),
+        "--contacts",
+        str(crm / "contacts.csv"),
+        db=db_url,
+        env=NOW,
+    )
     run_cli("source", "add", "mbox", str(mbox), "--owner", "ana@northwind.io", db=db_url, env=NOW)
     run_cli("sync", db=db_url, env=NOW)
     out = run_cli("timeline", "contact", "Oliver Pennington", db=db_url, env=NOW).stdout

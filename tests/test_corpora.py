@@ -39,7 +39,9 @@ def test_every_message_file_is_processed_or_quarantined(sessions, folder: str) -
     assert reports[0].error is None
     with sessions() as s:
         states = dict(
-            s.execute(select(SyncState.outcome, func.count()).where(SyncState.source_id == sid).group_by(SyncState.outcome)).all()
+            s.execute(
+                select(SyncState.outcome, func.count()).where(SyncState.source_id == sid).group_by(SyncState.outcome)
+            ).all()
         )
         assert sum(states.values()) == len(files(root)), states
         quarantined = s.execute(select(Quarantine.reason)).scalars().all()

@@ -25,8 +25,18 @@ def load(db: str, root: Path, now: str) -> None:
     env = {"INKLESS_NOW": now}
     run_cli("init", *[a for d in meta["internal_domains"] for a in ("--internal-domain", d)], db=db, env=env)
     crm = root / "crm"
-    run_cli("crm", "import", "--companies", str(crm / "companies.csv"), "--contacts", str(crm / "contacts.csv"),
-            "--deals", str(crm / "deals.csv"), db=db, env=env)
+    run_cli(
+        "crm",
+        "import",
+        "--companies",
+        str(crm / "companies.csv"),
+        "--contacts",
+        str(crm / "contacts.csv"),
+        "--deals",
+        str(crm / "deals.csv"),
+        db=db,
+        env=env,
+    )
     for box in meta["mailboxes"][:3]:
         run_cli("source", "add", "maildir", str(root / box["maildir"]), "--owner", box["owner"], db=db, env=env)
         run_cli("source", "add", "ics", str(root / box["calendar"]), "--owner", box["owner"], db=db, env=env)
@@ -71,9 +81,14 @@ def test_sigkill_mid_backfill_then_rerun_equals_uninterrupted_run(db_url: str, s
     total = stored(db_url)
     kills: list[int] = []
     for threshold in (total // 5, total // 2):  # kill twice, at different depths of the backfill
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "sync", "--quiet", "--batch-size", "100"],
-                                cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "sync", "--quiet", "--batch-size", "100"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while proc.poll() is None and stored(second_db) < threshold and time.monotonic() < deadline:
             time.sleep(0.02)

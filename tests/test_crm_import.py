@@ -103,9 +103,7 @@ def test_small_synthetic_crm_imports_every_company_contact_deal_with_domains_ema
         assert report.changed_contact_ids == set(contact_crm)
         assert report.changed_deal_ids == set(deal_crm)
 
-        want_domains = {
-            (d, r["id"]) for r in _csv_rows(folder / "companies.csv") for d in r["domains"].split(";") if d
-        }
+        want_domains = {(d, r["id"]) for r in _csv_rows(folder / "companies.csv") for d in r["domains"].split(";") if d}
         got_domains = {
             (d, company_crm[c]) for d, c in s.execute(select(CompanyDomain.domain, CompanyDomain.company_id))
         }
@@ -120,18 +118,13 @@ def test_small_synthetic_crm_imports_every_company_contact_deal_with_domains_ema
                 want_emails.add((email_key(o.lower()), r["id"], False))
         got_emails = {
             (k, contact_crm[c], p)
-            for k, c, p in s.execute(
-                select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.is_primary)
-            )
+            for k, c, p in s.execute(select(ContactEmail.key, ContactEmail.contact_id, ContactEmail.is_primary))
         }
         assert got_emails == want_emails
 
-        want_links = {
-            (r["id"], c) for r in _csv_rows(folder / "deals.csv") for c in r["contact_ids"].split(";") if c
-        }
+        want_links = {(r["id"], c) for r in _csv_rows(folder / "deals.csv") for c in r["contact_ids"].split(";") if c}
         got_links = {
-            (deal_crm[d], contact_crm[c])
-            for d, c in s.execute(select(DealContact.deal_id, DealContact.contact_id))
+            (deal_crm[d], contact_crm[c]) for d, c in s.execute(select(DealContact.deal_id, DealContact.contact_id))
         }
         assert got_links == want_links
 
@@ -165,9 +158,7 @@ def test_reimporting_the_same_files_changes_nothing_and_keeps_ids(sessions: sess
         assert _snapshot(s) == before
 
 
-def test_changed_rows_update_in_place_and_are_reported(
-    sessions: sessionmaker[Session], tmp_path: Path
-) -> None:
+def test_changed_rows_update_in_place_and_are_reported(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     folder = _copy_small(tmp_path)
     _import(sessions, **_small_files(folder))
     with sessions() as s:
@@ -208,9 +199,7 @@ def test_changed_rows_update_in_place_and_are_reported(
         c2 = s.get(Contact, ids_before["c2"])
         assert c2 is not None and c2.email == "olivia.morgan@beacon.com"
         emails = set(
-            s.execute(
-                select(ContactEmail.key, ContactEmail.is_primary).where(ContactEmail.contact_id == c2.id)
-            ).all()
+            s.execute(select(ContactEmail.key, ContactEmail.is_primary).where(ContactEmail.contact_id == c2.id)).all()
         )
         assert emails == {("olivia.morgan@beacon.com", True), ("omorgan@beacon.com", False)}
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == co2))) == {
@@ -261,10 +250,7 @@ def test_bad_rows_fail_the_whole_import_with_file_line_reasons_and_leave_db_unch
         s.rollback()
     assert exc.value.problems == [
         "contacts.csv:17: email 'bob@' is not an address",
-        (
-            "contacts.csv:21: company_id 'co999' is not a known company "
-            "(not in the companies file nor in the database)"
-        ),
+        ("contacts.csv:21: company_id 'co999' is not a known company (not in the companies file nor in the database)"),
         "deals.csv:4: close_date '2025-02-30' is not a date (use ISO 8601, e.g. 2024-06-21)",
         "deals.csv:6: status 'maybe' is not open, won or lost",
     ]
@@ -495,9 +481,7 @@ def test_suggested_contact_met_in_mail_is_adopted_not_duplicated(sessions: sessi
         s.add(suggested)
         s.flush()
         s.add(
-            ContactEmail(
-                key="omorgan9@gmail.com", contact_id=suggested.id, email="omorgan9@gmail.com", is_primary=True
-            )
+            ContactEmail(key="omorgan9@gmail.com", contact_id=suggested.id, email="omorgan9@gmail.com", is_primary=True)
         )
         s.commit()
         suggested_id = suggested.id
@@ -517,17 +501,11 @@ def test_suggested_contact_met_in_mail_is_adopted_not_duplicated(sessions: sessi
             3,
         )
         assert set(
-            s.execute(
-                select(ContactEmail.key, ContactEmail.is_primary).where(
-                    ContactEmail.contact_id == suggested_id
-                )
-            )
+            s.execute(select(ContactEmail.key, ContactEmail.is_primary).where(ContactEmail.contact_id == suggested_id))
         ) == {("omorgan@beacon.com", True), ("omorgan9@gmail.com", False)}
 
 
-def test_address_of_a_crm_contact_not_in_the_file_is_refused(
-    sessions: sessionmaker[Session], tmp_path: Path
-) -> None:
+def test_address_of_a_crm_contact_not_in_the_file_is_refused(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     first = _write(
         tmp_path / "a.csv",
         "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,A,ann@acme.com,,,,\n",
@@ -539,9 +517,7 @@ def test_address_of_a_crm_contact_not_in_the_file_is_refused(
     )
     with sessions() as s, pytest.raises(BadInput) as exc:
         import_crm(s, contacts=second)
-    assert exc.value.problems == [
-        "b.csv:2: email 'ann@acme.com' already belongs to contact 'p1' in the database"
-    ]
+    assert exc.value.problems == ["b.csv:2: email 'ann@acme.com' already belongs to contact 'p1' in the database"]
     # ...but moving it between two contacts that are both in the file is fine
     third = _write(
         tmp_path / "c.csv",
@@ -560,8 +536,7 @@ def test_contacts_alone_may_reference_companies_already_in_the_db(
         sessions,
         contacts=_write(
             tmp_path / "contacts.csv",
-            "id,first_name,last_name,email,other_emails,company_id,title,phone\n"
-            "p1,Ann,Lee,ann@acme.com,,k1,CFO,\n",
+            "id,first_name,last_name,email,other_emails,company_id,title,phone\np1,Ann,Lee,ann@acme.com,,k1,CFO,\n",
         ),
     )
     assert report.contacts_added == 1 and report.companies_added == 0
@@ -572,30 +547,22 @@ def test_contacts_alone_may_reference_companies_already_in_the_db(
         assert set(s.scalars(select(CompanyDomain.domain))) == {"acme.com"}
 
 
-def test_domain_given_as_a_website_url_is_stored_as_its_host(
-    sessions: sessionmaker[Session], tmp_path: Path
-) -> None:
+def test_domain_given_as_a_website_url_is_stored_as_its_host(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     path = _write(tmp_path / "companies.csv", "id,name,domains\nk1,Acme,https://www.Acme.com/about\n")
     _import(sessions, companies=path)
     with sessions() as s:
         assert list(
             s.execute(
-                select(CompanyDomain.domain, Company.crm_id).join(
-                    Company, Company.id == CompanyDomain.company_id
-                )
+                select(CompanyDomain.domain, Company.crm_id).join(Company, Company.id == CompanyDomain.company_id)
             )
         ) == [("acme.com", "k1")]
 
 
-def test_domain_held_by_a_company_not_in_the_file_is_refused(
-    sessions: sessionmaker[Session], tmp_path: Path
-) -> None:
+def test_domain_held_by_a_company_not_in_the_file_is_refused(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     _import(sessions, companies=_write(tmp_path / "a.csv", "id,name,domains\nk1,Acme,acme.com\n"))
     with sessions() as s, pytest.raises(BadInput) as exc:
         import_crm(s, companies=_write(tmp_path / "b.csv", "id,name,domains\nk2,Acme EU,www.acme.com\n"))
-    assert exc.value.problems == [
-        "b.csv:2: domain 'acme.com' already belongs to company 'k1' in the database"
-    ]
+    assert exc.value.problems == ["b.csv:2: domain 'acme.com' already belongs to company 'k1' in the database"]
 
 
 # ---------------------------------------------------------------------------------------------- value parsing

@@ -38,9 +38,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 def calendar(*events: str, head: str = "") -> str:
     """A VCALENDAR around VEVENT bodies (each given without BEGIN/END lines)."""
     blocks = "".join(f"BEGIN:VEVENT\n{e.strip()}\nEND:VEVENT\n" for e in events)
-    text = (
-        f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//inkless tests//EN\n{head.strip()}\n{blocks}END:VCALENDAR\n"
-    )
+    text = f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//inkless tests//EN\n{head.strip()}\n{blocks}END:VCALENDAR\n"
     return text.replace("\n\n", "\n").replace("\n", "\r\n")
 
 
@@ -145,13 +143,9 @@ def test_cancelled_override_occurrence_is_cancelled_and_method_cancel_cancels_al
     items = items_of(write(tmp_path, calendar(WEEKLY, cancelled)))
     assert [i.start for i in items if i.status == "CANCELLED"] == [utc(2026, 11, 3, 14)]
     assert sum(i.status == "CONFIRMED" for i in items) == 7
-    tentative = items_of(
-        write(tmp_path, calendar("UID:t\nSUMMARY:t\nSTATUS:tentative\nDTSTART:20261110T100000Z"))
-    )
+    tentative = items_of(write(tmp_path, calendar("UID:t\nSUMMARY:t\nSTATUS:tentative\nDTSTART:20261110T100000Z")))
     assert [i.status for i in tentative] == ["TENTATIVE"]
-    method_cancel = calendar(
-        "UID:c\nSUMMARY:c\nSTATUS:CONFIRMED\nDTSTART:20261110T100000Z", head="METHOD:CANCEL"
-    )
+    method_cancel = calendar("UID:c\nSUMMARY:c\nSTATUS:CONFIRMED\nDTSTART:20261110T100000Z", head="METHOD:CANCEL")
     assert [i.status for i in items_of(write(tmp_path, method_cancel))] == ["CANCELLED"]
 
 
@@ -170,9 +164,7 @@ def test_single_attendee_is_a_tuple_and_addresses_are_normalised(tmp_path: Path)
     assert [a.email for a in series_item.attendees] == ["jane@acme.com", "ana@northwind.io"]
 
 
-def test_unchanged_file_yields_nothing_and_is_not_read_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unchanged_file_yields_nothing_and_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, calendar(WEEKLY))
     source = IcsSource(str(path), "ana@northwind.io")
     (first,) = source.batches(None, ctx())
@@ -231,9 +223,7 @@ def test_floating_times_use_x_wr_timezone_and_utc_rules_keep_local_time(tmp_path
     assert no_zone.start == utc(2026, 11, 10, 9)
     # Google writes UTC times and means the calendar's zone: a 09:00 Madrid meeting stays at 09:00 local
     google = "UID:g\nSUMMARY:g\nDTSTART:20261019T070000Z\nRRULE:FREQ=WEEKLY;COUNT=2"
-    starts = [
-        i.start for i in items_of(write(tmp_path, calendar(google, head="X-WR-TIMEZONE:Europe/Madrid")))
-    ]
+    starts = [i.start for i in items_of(write(tmp_path, calendar(google, head="X-WR-TIMEZONE:Europe/Madrid")))]
     assert starts == [utc(2026, 10, 19, 7), utc(2026, 10, 26, 8)]
 
 
@@ -254,9 +244,7 @@ def test_this_and_future_override_moves_later_occurrences_but_keeps_their_recurr
     tmp_path: Path,
 ) -> None:
     master = "UID:r\nSUMMARY:r\nDTSTART:20261102T100000Z\nDTEND:20261102T110000Z\nRRULE:FREQ=WEEKLY;COUNT=6"
-    moved = (
-        "UID:r\nSUMMARY:r2\nRECURRENCE-ID;RANGE=THISANDFUTURE:20261116T100000Z\nDTSTART:20261116T120000Z\n"
-    )
+    moved = "UID:r\nSUMMARY:r2\nRECURRENCE-ID;RANGE=THISANDFUTURE:20261116T100000Z\nDTSTART:20261116T120000Z\n"
     moved += "DTEND:20261116T130000Z\nSEQUENCE:1"
     items = items_of(write(tmp_path, calendar(master, moved)))
     rids = [i.recurrence_id or NOW for i in items]
@@ -352,9 +340,7 @@ def test_items_are_sorted_and_content_hash_tracks_content(tmp_path: Path) -> Non
 
 
 def test_fetch_returns_the_occurrence_by_locator(tmp_path: Path) -> None:
-    source = IcsSource(
-        str(write(tmp_path, calendar(WEEKLY, WEEKLY_MOVED, "UID:one\nDTSTART:20200101T100000Z"))), "a"
-    )
+    source = IcsSource(str(write(tmp_path, calendar(WEEKLY, WEEKLY_MOVED, "UID:one\nDTSTART:20200101T100000Z"))), "a")
     moved = source.fetch("weekly-1@example.com|2026-11-02T09:00:00+00:00", ctx())
     assert isinstance(moved, CalendarItem) and moved.start == utc(2026, 11, 3, 14)
     old_single = source.fetch("one|", ctx())  # outside the sync window, still found
@@ -524,9 +510,7 @@ def test_synthetic_rep_calendars_yield_every_true_meeting_occurrence() -> None:
     truth = [json.loads(line) for line in (root / "truth" / "activities.jsonl").read_text().splitlines()]
     meetings = [t for t in truth if t["kind"] == "meeting" and t["ical_uid"] in uids]
     missing = [t for t in meetings if (t["ical_uid"], (t["recurrence_id"] or "")[:16] or None) not in found]
-    print(
-        f"synthetic calendars: {len(meetings) - len(missing)}/{len(meetings)} true meeting occurrences found"
-    )
+    print(f"synthetic calendars: {len(meetings) - len(missing)}/{len(meetings)} true meeting occurrences found")
     assert meetings and not missing, missing[:3]
 
 

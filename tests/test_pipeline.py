@@ -132,10 +132,17 @@ def test_moved_and_deleted_meetings_follow_the_calendar(sessions, tmp_path: Path
         n_meetings = s.execute(select(func.count()).where(Activity.kind == "meeting")).scalar_one()
     # drop the first single (non-recurring) external event from the file
     blocks = text.split("BEGIN:VEVENT")
-    victim = next(i for i, b in enumerate(blocks[1:], 1) if "RRULE" not in b and "RECURRENCE-ID" not in b
-                  and "STATUS:CANCELLED" not in b and "DECLINED" not in b and "ATTENDEE" in b)
+    victim = next(
+        i
+        for i, b in enumerate(blocks[1:], 1)
+        if "RRULE" not in b
+        and "RECURRENCE-ID" not in b
+        and "STATUS:CANCELLED" not in b
+        and "DECLINED" not in b
+        and "ATTENDEE" in b
+    )
     uid = next(line.split(":", 1)[1].strip() for line in blocks[victim].splitlines() if line.startswith("UID:"))
-    ics.write_text("BEGIN:VEVENT".join(blocks[:victim] + blocks[victim + 1:]))
+    ics.write_text("BEGIN:VEVENT".join(blocks[:victim] + blocks[victim + 1 :]))
     reports = SyncEngine(sessions, DEMO_NOW, workers=1).run([ics_id])
     assert reports[0].error is None and reports[0].stats.removed >= 1
     with sessions() as s:

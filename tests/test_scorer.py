@@ -55,17 +55,13 @@ def _meeting(uid: str, rid: str | None, family: list[str], contacts=(), companie
 
 
 TRUTH = [
-    _email(
-        "<e1@acme.com>", True, ["exact", "unknown-at-company"], ["c1", "email:new@acme.com"], ["co1"], "d1"
-    ),
+    _email("<e1@acme.com>", True, ["exact", "unknown-at-company"], ["c1", "email:new@acme.com"], ["co1"], "d1"),
     _email("<e2@news.example>", False, ["newsletter"]),
     _email("<e3@acme.com>", True, ["ambiguous-deal"], ["c2"], ["co1"], None, ambiguous=True),
     _email("<e4@globex.com>", True, ["exact"], ["c3"], ["co2"], "d2"),
     _email("<e5@initech.com>", True, ["exact", "alias-normalise"], ["c4"], ["co3"]),
     _email("<e6@acme.com>", True, ["ambiguous-deal"], ["c2"], ["co1"], None, ambiguous=True),
-    _meeting(
-        "u1@cal", "2026-06-01T06:00:00Z", ["meeting-external", "meeting-recurring"], ["c1"], ["co1"], "d1"
-    ),
+    _meeting("u1@cal", "2026-06-01T06:00:00Z", ["meeting-external", "meeting-recurring"], ["c1"], ["co1"], "d1"),
     _meeting("u2@cal", None, ["meeting-external"], ["c5"], ["co2"], "d3"),
 ]
 
@@ -231,9 +227,7 @@ def test_meeting_matches_recurrence_id_to_the_minute_and_null_to_null(result: di
     assert result["per_kind"]["meeting"]["extras"] == 0
 
 
-def test_meeting_in_another_minute_or_with_recurrence_id_for_null_does_not_match(
-    corpus: Path, tmp_path: Path
-) -> None:
+def test_meeting_in_another_minute_or_with_recurrence_id_for_null_does_not_match(corpus: Path, tmp_path: Path) -> None:
     acts = _write_jsonl(
         tmp_path / "acts.jsonl",
         [
