@@ -6,17 +6,15 @@ short sentences (prior, one step per signal, total) that the CLI prints and the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-
-from rapidfuzz.distance import Levenshtein
+from datetime import datetime
 
 from providers.records import Participant
 
-from .identity import email_key, fold
-from .index import CrmIndex, DealRec, Team
+from .deals import ROLE_BITS, THREAD_BITS, Candidate, Step, Text, decide, open_at, text_step
+from .identity import email_key
+from .index import CrmIndex, Team
 
 REVIEW_THRESHOLD = 0.6
 
@@ -120,21 +118,6 @@ def attribute(
     return res
 
 
-_STOP = {"the", "and", "for", "with", "des", "der", "und", "von", "les", "del", "los", "inc", "ltd", "llc", "gmbh"}
-
-
-def _tokens(text: str) -> list[str]:
-    return [t for t in fold(text).split() if len(t) >= 2 and t not in _STOP]
-
-
-def _open_at(d: DealRec, when: datetime) -> bool:
-    if d.created_at is not None and when < d.created_at - timedelta(days=1):
-        return False
-    if d.status != "open" and d.close_date is not None and when > d.close_date + timedelta(days=1):
-        return False
-    return True
-
-
 def _choose_deal(
     res: Result,
     when: datetime,
@@ -149,64 +132,41 @@ def _choose_deal(
         cand_ids.update(index.deals_by_company.get(link.target_id, ()))
     for cid in contact_ids:
         cand_ids.update(index.deals_by_contact.get(cid, ()))
-    cands = sorted((index.deals[i] for i in cand_ids if _open_at(index.deals[i], when)), key=lambda d: d.id)
-    if not cands:
-        return
-    text_tokens = set(_tokens(subject + " " + body[:2000]))
-    raw_words = set(re.findall(r"\b[A-Z][A-Z0-9]{1,5}\b", subject + " " + body[:2000]))
-    company_words: set[str] = set()
-    for link in res.companies:
-        company_words.update(_tokens(index.companies[link.target_id].name))
-    per_deal = {d.id: set(_tokens(d.name)) - company_words for d in cands}
-    common = set.intersection(*per_deal.values()) if len(cands) > 1 else set()
-    scored: list[tuple[float, DealRec, list[str]]] = []
-    for d in cands:
-        words = per_deal[d.id] - common
-        why: list[str] = []
-        score = 0.0
-        hits = [w for w in words if _mentioned(w, text_tokens)]
-        ordered = [t for t in _tokens(d.name) if t in words and not t.isdigit()]
-        initials = "".join(w[0] for w in ordered).upper()
-        if len(initials) >= 2 and any(initials.startswith(r) and len(r) >= 2 for r in raw_words):
-            hits.append(initials)
-        content = [w for w in words if not w.isdigit()]
-        if hits and (len(set(hits)) >= min(2, len(content)) or any(len(h) >= 6 for h in hits)):
-            score += 2.0 + 0.5 * len(set(hits))
-            why.append(f"the text mentions {', '.join(sorted(set(hits)))} of deal '{d.name}'")
-        roles = contact_ids & d.contact_ids
-        if roles:
-            score += 1.0
-            why.append(f"{len(roles)} participant(s) are contacts on '{d.name}'")
-        if thread_deal == d.id:
-            score += 2.5
-            why.append(f"earlier mail in this thread is on '{d.name}'")
-        scored.append((score, d, why))
-    scored.sort(key=lambda s: (-s[0], s[1].id))
-    res.deal_candidates = [(d.id, s) for s, d, _ in scored[:5]]
-    best_score, best, why = scored[0]
-    runner = scored[1][0] if len(scored) > 1 else None
-    if runner is None:
-        status = "open" if best.status == "open" else f"{best.status} after this date"
-        steps = [f"'{best.name}' is the only deal of the company open at this date ({status})", *why]
-        res.deal = Link("deal", best.id, 0.85 if why else 0.75, tuple(steps))
-        return
-    if best_score > 0 and best_score - runner >= 1.0:
-        conf = min(0.95, 0.6 + 0.1 * (best_score - runner))
-        steps = [f"{len(scored)} candidate deals", *why, f"next best scored {runner:.1f} vs {best_score:.1f}"]
-        res.deal = Link("deal", best.id, round(conf, 3), tuple(steps))
-        return
-    res.status = "needs_review"
-    names = ", ".join(f"'{d.name}'" for _, d, _ in scored[:3])
-    res.deal_note = f"no deal chosen: {len(scored)} open deals fit equally ({names})"
-
-
-def _mentioned(word: str, text_tokens: set[str]) -> bool:
-    if word in text_tokens:
-        return True
-    if len(word) < 5:
-        return False
-    return any(
-        abs(len(t) - len(word)) <= 1 and Levenshtein.distance(word, t, score_cutoff=1) <= 1
-        for t in text_tokens
-        if len(t) >= 4
+    deals = sorted(
+        (
+            index.deals[i]
+            for i in cand_ids
+            if open_at(index.deals[i].status, index.deals[i].created_at, index.deals[i].close_date, when)
+        ),
+        key=lambda d: d.id,
     )
+    if not deals:
+        return
+    text = Text(subject, body)
+    vocab = index.vocabulary()
+    words = {d.id: index.deal_words(d.id) for d in deals}
+    common = set.intersection(*(set(w) for w in words.values())) if len(deals) > 1 else set()
+    with_roles = {d.id for d in deals if contact_ids & d.contact_ids}
+    cands = []
+    for d in deals:
+        c = Candidate(d.id, d.name)
+        step = text_step(words[d.id], set(words[d.id]) - common, vocab, text)
+        if step is not None:
+            c.steps.append(step)
+        if d.id in with_roles and len(with_roles) < len(deals):
+            names = sorted(index.contacts[i].name or "a participant" for i in contact_ids & d.contact_ids)
+            c.steps.append(
+                Step(
+                    f"{', '.join(names)} {'is a contact' if len(names) == 1 else 'are contacts'} on the deal", ROLE_BITS
+                )
+            )
+        if thread_deal == d.id:
+            c.steps.append(Step("earlier mail in this thread is on this deal", THREAD_BITS))
+        cands.append(c)
+    decision = decide(cands, only_one_open=len(cands) == 1)
+    res.deal_candidates = [(c.deal_id, round(p, 3)) for c, p in decision.ranked[:5]]
+    if decision.chosen is not None:
+        res.deal = Link("deal", decision.chosen.deal_id, round(decision.probability, 3), tuple(decision.evidence))
+    else:
+        res.status = "needs_review"
+        res.deal_note = decision.evidence[0] if decision.evidence else None

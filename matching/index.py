@@ -7,8 +7,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .identity import domain_chain, domain_of, email_key, is_freemail
+
+if TYPE_CHECKING:
+    from .deals import DealVocabulary
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,29 @@ class CrmIndex:
     deals: dict[int, DealRec] = field(default_factory=dict)
     deals_by_company: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     deals_by_contact: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _vocab: DealVocabulary | None = None
+    _deal_words: dict[int, list[str]] = field(default_factory=dict)
+
+    def vocabulary(self) -> DealVocabulary:
+        """Word rarity over all deal names (built on first use, rebuilt when deals change)."""
+        if self._vocab is None:
+            from .deals import DealVocabulary
+
+            self._vocab = DealVocabulary(d.name for d in self.deals.values())
+        return self._vocab
+
+    def deal_words(self, deal_id: int) -> list[str]:
+        """The deal name's words, less the words of its company's name ("Acme – DWH Migration")."""
+        words = self._deal_words.get(deal_id)
+        if words is None:
+            from .deals import tokens
+
+            d = self.deals[deal_id]
+            co = self.companies.get(d.company_id) if d.company_id is not None else None
+            skip = set(tokens(co.name)) if co else set()
+            words = [w for w in tokens(d.name) if w not in skip]
+            self._deal_words[deal_id] = words
+        return words
 
     def add_company(self, c: CompanyRec) -> None:
         self.companies[c.id] = c
@@ -62,6 +89,8 @@ class CrmIndex:
 
     def add_deal(self, d: DealRec) -> None:
         self.deals[d.id] = d
+        self._vocab = None
+        self._deal_words.pop(d.id, None)
         if d.company_id is not None:
             self.deals_by_company[d.company_id].append(d.id)
         for cid in d.contact_ids:
