@@ -389,7 +389,7 @@ class Ingestor:
         people_rows: list[dict[str, Any]] = []
         link_rows: list[dict[str, Any]] = []
         for aid, (people, res, new_ids) in zip(ids, extras, strict=True):
-            people_rows.extend(self._people_rows(aid, people))
+            people_rows.extend(self._people_rows(aid, people, res.resolved))
             link_rows.extend(self._link_rows(aid, res, new_ids))
         if people_rows:
             self.s.execute(insert(ParticipantRow), people_rows)
@@ -441,7 +441,9 @@ class Ingestor:
         row = self.s.execute(q).first()
         return int(row[0]) if row else None
 
-    def _people_rows(self, aid: int, people: list[Participant]) -> list[dict[str, Any]]:
+    def _people_rows(
+        self, aid: int, people: list[Participant], resolved: dict[str, int] | None = None
+    ) -> list[dict[str, Any]]:
         rows = []
         seen: set[tuple[str, str]] = set()
         for p in people:
@@ -449,6 +451,7 @@ class Ingestor:
                 continue
             seen.add((p.email, p.role))
             c = self.index.contact_for(p.email)
+            cid = c.id if c else (resolved or {}).get(p.email)
             rows.append(
                 dict(
                     activity_id=aid,
@@ -456,7 +459,7 @@ class Ingestor:
                     name=p.name[:400] if p.name else None,
                     role=p.role,
                     is_internal=self.team.is_internal(p.email),
-                    contact_id=c.id if c else None,
+                    contact_id=cid,
                 )
             )
         return rows
@@ -600,7 +603,7 @@ def reattribute(
             # participant rows follow the index (a contact may have been imported meanwhile)
             for prow in session.execute(select(ParticipantRow).where(ParticipantRow.activity_id == aid)).scalars():
                 c = index.contact_for(prow.email)
-                prow.contact_id = c.id if c else None
+                prow.contact_id = c.id if c else res.resolved.get(prow.email)
     return touched
 
 

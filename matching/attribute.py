@@ -15,6 +15,7 @@ from providers.records import Participant
 from .deals import ROLE_BITS, THREAD_BITS, Candidate, Step, Text, decide, open_at, text_step
 from .identity import email_key
 from .index import CrmIndex, Team
+from .people import match_by_name
 
 REVIEW_THRESHOLD = 0.6
 
@@ -48,6 +49,8 @@ class Result:
     confidence: float = 0.0
     evidence: list[str] = field(default_factory=list)
     deal_note: str | None = None
+    #: unlisted addresses recognised as a contact by name and domain/signature
+    resolved: dict[str, int] = field(default_factory=dict)
 
 
 def _contact_link(p: Participant, index: CrmIndex) -> Link | None:
@@ -80,6 +83,11 @@ def attribute(
         if team.is_internal(p.email):
             continue
         link = _contact_link(p, index)
+        if link is None:
+            named = match_by_name(p.email, p.name, index, body, is_sender=p.role == "from")
+            if named is not None:
+                link = Link("contact", named.contact.id, named.probability, named.evidence)
+                res.resolved[p.email] = named.contact.id
         if link is not None:
             if link.target_id in seen_contacts:
                 continue

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .identity import domain_chain, domain_of, email_key, is_freemail
+from .identity import domain_chain, domain_of, email_key, fold, is_freemail
 
 if TYPE_CHECKING:
     from .deals import DealVocabulary
@@ -22,6 +22,9 @@ class ContactRec:
     name: str | None
     company_id: int | None
     origin: str = "crm"
+    first_name: str | None = None
+    last_name: str | None = None
+    phone_digits: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class CrmIndex:
     deals: dict[int, DealRec] = field(default_factory=dict)
     deals_by_company: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     deals_by_contact: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    #: last word of the folded surname -> contacts (for display-name resolution)
+    by_surname: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _vocab: DealVocabulary | None = None
     _deal_words: dict[int, list[str]] = field(default_factory=dict)
 
@@ -86,6 +91,10 @@ class CrmIndex:
         self.contacts[c.id] = c
         for e in emails:
             self.by_email[email_key(e)] = c.id
+        if c.origin == "crm" and c.first_name and c.last_name:
+            surname = fold(c.last_name).split()
+            if surname:
+                self.by_surname[surname[-1]].append(c.id)
 
     def add_deal(self, d: DealRec) -> None:
         self.deals[d.id] = d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -59,9 +60,22 @@ def load_index(session: Session) -> CrmIndex:
     emails: dict[int, list[str]] = defaultdict(list)
     for key, cid in session.execute(select(ContactEmail.key, ContactEmail.contact_id)):
         emails[cid].append(key)
-    rows = session.execute(select(Contact.id, Contact.crm_id, Contact.name, Contact.company_id, Contact.origin))
-    for cid, crm_id, name, company_id, origin in rows:
-        idx.add_contact(ContactRec(cid, crm_id, name, company_id, origin), emails.get(cid, []))
+    rows = session.execute(
+        select(
+            Contact.id,
+            Contact.crm_id,
+            Contact.name,
+            Contact.company_id,
+            Contact.origin,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.phone,
+        )
+    )
+    for cid, crm_id, name, company_id, origin, first, last, phone in rows:
+        digits = re.sub(r"\D", "", phone or "")
+        rec = ContactRec(cid, crm_id, name, company_id, origin, first, last, digits)
+        idx.add_contact(rec, emails.get(cid, []))
     roles: dict[int, set[int]] = defaultdict(set)
     for did, cid in session.execute(select(DealContact.deal_id, DealContact.contact_id)):
         roles[did].add(cid)
