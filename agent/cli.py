@@ -14,8 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import func, select
@@ -385,6 +387,65 @@ def explain(activity_id: int) -> None:
             out.print(line)
 
 
+# -------------------------------------------------------------------------------------------- review
+def _read_key(prompt: str) -> str:
+    """One key on a terminal; one line when input is piped (scripts, tests)."""
+    out.print(prompt, end="", markup=False)
+    if sys.stdin.isatty():
+        key = click.getchar()
+        out.print(key, markup=False)
+        return key.strip().lower()
+    line = sys.stdin.readline()
+    if not line:
+        return "q"
+    return line.strip().lower()
+
+
+@app.command()
+def review(
+    limit: Annotated[int, typer.Option(help="Items to go through.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="List the queue instead of working it.")] = False,
+    actor: Annotated[str | None, typer.Option(help="Who decides (recorded with each decision).")] = None,
+) -> None:
+    """Work the review queue: 1-9 picks a deal, n = no deal applies, s = skip, q = quit."""
+    from .review import decide, queue
+
+    sessions = state.sessions()
+    with sessions() as s:
+        items = queue(s, limit)
+    if as_json:
+        out.print_json(json.dumps(items))
+        return
+    if not items:
+        out.print("nothing to review")
+        return
+    who = actor or os.environ.get("USER") or "someone"
+    done = 0
+    for n, it in enumerate(items, 1):
+        out.print()
+        out.print(f"[bold]{n}/{len(items)}[/bold] {it['kind']} {it['when'][:16]}  {escape(it['subject'])}")
+        out.print(f"   with {escape(', '.join(it['people'])[:100])} ({escape(', '.join(it['companies']))})")
+        for i, c in enumerate(it["candidates"][:9], 1):
+            out.print(f"   [{i}] {escape(c['name'])}  ({c['probability']:.2f})", markup=False)
+        key = _read_key("   deal 1-9, n = none, s = skip, q = quit: ")
+        if key == "q":
+            break
+        if key in ("s", ""):
+            continue
+        if key == "n":
+            choice = None
+        elif key.isdigit() and 1 <= int(key) <= len(it["candidates"][:9]):
+            choice = it["candidates"][int(key) - 1]["deal_id"]
+        else:
+            out.print("   (not a choice; skipped)")
+            continue
+        with sessions.begin() as s:
+            status = decide(s, it["id"], choice, who, clock.now())
+        done += 1
+        out.print(f"   {status}")
+    out.print(f"{done} decided")
+
+
 # -------------------------------------------------------------------------------------------- export
 class Format(str, Enum):
     jsonl = "jsonl"
@@ -460,7 +521,7 @@ def main() -> None:
     try:
         app()
     except InklessError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(exc.exit_code)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]

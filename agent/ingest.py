@@ -377,6 +377,7 @@ class Ingestor:
                     status=res.status,
                     confidence=res.confidence,
                     evidence=res.evidence,
+                    candidates=[list(c) for c in res.deal_candidates] or None,
                     created_at=self.now,
                     updated_at=self.now,
                     **values,
@@ -596,6 +597,7 @@ def reattribute(
             if rows:
                 session.execute(insert(Attribution), rows)
             act.status, act.confidence, act.evidence = res.status, res.confidence, res.evidence
+            act.candidates = [list(c) for c in res.deal_candidates] or None
             act.updated_at = now
             for t, ids in ingest.touched.items():
                 touched[t] |= ids

@@ -26,7 +26,7 @@ import importlib.util
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,7 +278,20 @@ def _fmt(value: float | None, unit: str, signed: bool = False) -> str:
     return f"{value:+.0f}" if signed else f"{value:.0f}"
 
 
-def format_table(rows: list[dict[str, Any]], header: str = "") -> str:
+def _render(heads: list[str], table: list[list[str]]) -> list[str]:
+    """Aligned text columns: the first left-aligned, the others right-aligned."""
+    widths = [max([len(h), *(len(r[n]) for r in table)]) for n, h in enumerate(heads)]
+
+    def row(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if n == 0 else c.rjust(w) for n, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return [row(heads), "  ".join("-" * w for w in widths), *(row(r) for r in table)]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The headline metrics side by side, with inkless − baseline (percentage points for shares)."""
     table = [
         [
             r["metric"],
@@ -288,30 +301,18 @@ def format_table(rows: list[dict[str, Any]], header: str = "") -> str:
         ]
         for r in rows
     ]
-    heads = ["metric", "baseline", "inkless", "inkless − baseline"]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(heads)]
-    just: list[Callable[[str, int], str]] = [str.ljust, str.rjust, str.rjust, str.rjust]
-    out = [header] if header else []
-    out.append("  ".join(j(h, w) for j, h, w in zip(just, heads, widths, strict=True)).rstrip())
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(j(c, w) for j, c, w in zip(just, r, widths, strict=True)).rstrip() for r in table]
-    return "\n".join(out)
+    return "\n".join(_render(["metric", "baseline", "inkless", "inkless − baseline"], table))
 
 
 def format_families(baseline: dict[str, Any], inkless: dict[str, Any]) -> str:
     """Per truth family, baseline / inkless: where the headline difference comes from."""
-    heads = ["family", "items", "log R", "leaks", "contact F1", "deal R"]
     fields = [("log_recall", "pct"), ("leaks", "count"), ("contact_f1", "pct"), ("deal_recall", "pct")]
     table = []
     for fam, b in baseline["per_family"].items():
         i = inkless["per_family"].get(fam, {})
-        cells = [f"{_fmt(b[f], unit)} / {_fmt(i.get(f), unit)}" for f, unit in fields]
-        table.append([fam, str(b["items"]), *cells])
-    widths = [max(len(h), *(len(r[n]) for r in table)) for n, h in enumerate(heads)]
-    out = ["per family (baseline / inkless)", "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    return "\n".join(out)
+        table.append([fam, str(b["items"]), *(f"{_fmt(b[f], u)} / {_fmt(i.get(f), u)}" for f, u in fields)])
+    heads = ["family (baseline / inkless)", "items", "log R", "leaks", "contact F1", "deal R"]
+    return "\n".join(_render(heads, table))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -337,12 +338,13 @@ def main(argv: list[str] | None = None) -> None:
         report = {"corpus": str(args.corpus), "metrics": rows, "baseline": baseline, "inkless": inkless}
         print(json.dumps(report, indent=2))
         return
-    header = (
-        f"exact-email baseline vs inkless — {args.corpus}\n"
+    print(f"exact-email baseline vs inkless — {args.corpus}")
+    print(
         f"export lines: baseline {baseline['export_lines']}, inkless {inkless['export_lines']}"
-        f"   truth items: {baseline['truth_items']}\n"
+        f"   truth items: {baseline['truth_items']}"
     )
-    print(format_table(rows, header))
+    print()
+    print(format_table(rows))
     print()
     print(format_families(baseline, inkless))
 

@@ -177,9 +177,11 @@ class Activity(Base):
     snippet: Mapped[str | None] = mapped_column(Text, nullable=True)
     ical_uid: Mapped[str | None] = mapped_column(String(500), nullable=True)
     recurrence_id: Mapped[datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="auto")  # auto|needs_review|confirmed|corrected
+    status: Mapped[str] = mapped_column(String(20), default="auto", index=True)  # auto|needs_review|confirmed|corrected
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     evidence: Mapped[Any] = mapped_column(JSON, default=list)
+    #: ranked deal candidates [[deal_id, probability], ...] kept for the review queue
+    candidates: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
 

@@ -90,7 +90,9 @@ def corpus(*parts: str) -> Path:
     return p
 
 
-def run_cli(*args: str, db: str, env: dict[str, str] | None = None, check: bool = True, timeout: int = 600):
+def run_cli(
+    *args: str, db: str, env: dict[str, str] | None = None, check: bool = True, timeout: int = 600, stdin: str = ""
+):
     """Run the real console entry point in a subprocess (what a user types)."""
     full_env = {**os.environ, "INKLESS_DATABASE_URL": db, **(env or {})}
     proc = subprocess.run(
@@ -100,6 +102,7 @@ def run_cli(*args: str, db: str, env: dict[str, str] | None = None, check: bool 
         env=full_env,
         cwd=ROOT,
         timeout=timeout,
+        input=stdin,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"inkless {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
