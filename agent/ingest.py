@@ -126,6 +126,8 @@ class Ingestor:
             self.s.execute(insert(Skipped), self._new_skips)
         if batch.snapshot:
             stats.removed += self._apply_snapshot(batch, seen_pids)
+        for prefix in batch.complete_for:
+            stats.removed += self._apply_complete(batch, prefix, seen_pids)
         for pid in batch.deleted:
             stats.removed += self._forget(pid)
         self._flush_rollups()
@@ -529,6 +531,16 @@ class Ingestor:
         if gone and not present and not self.allow_empty:
             # safety rail: a calendar that suddenly lists nothing wipes nothing until a person confirms
             raise EmptySnapshot(len(gone))
+        return sum(self._forget(pid) for pid in gone)
+
+    def _apply_complete(self, batch: Batch, prefix: str, present: set[str]) -> int:
+        """The batch lists every item with this provider-id prefix (inside its window, if any)."""
+        q = select(SyncState.provider_id).where(
+            SyncState.source_id == self.source_id, SyncState.provider_id.startswith(prefix, autoescape=True)
+        )
+        if batch.window is not None:
+            q = q.where(SyncState.occurred_at >= batch.window[0], SyncState.occurred_at <= batch.window[1])
+        gone = [pid for (pid,) in self.s.execute(q) if pid not in present]
         return sum(self._forget(pid) for pid in gone)
 
     def _forget(self, pid: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class SourceReport:
     stats: BatchStats = field(default_factory=BatchStats)
     error: str | None = None
     batches: int = 0
+    stopped: bool = False
 
 
 @contextlib.contextmanager
@@ -72,7 +74,10 @@ class SyncEngine:
         batch_size: int = 500,
         workers: int | None = None,
         progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        #: set by SIGINT/SIGTERM: the batch in hand is committed, then the run ends
+        self.stop = stop or threading.Event()
         self.sessions = sessions
         self.now = now
         self.batch_size = batch_size
@@ -88,6 +93,8 @@ class SyncEngine:
         reports = []
         with parallel_map(self.workers) as pmap:
             for sid in ids:
+                if self.stop.is_set():
+                    break
                 reports.append(self.sync_source(sid, pmap))
         with self.sessions.begin() as s:
             refresh_due_rollups(s, self.now)
@@ -112,7 +119,7 @@ class SyncEngine:
                     out.update(p for (p,) in ks.execute(q))
                 return out
 
-        ctx = SyncContext(self.now, self.batch_size, pmap, is_known)
+        ctx = SyncContext(self.now, self.batch_size, pmap, is_known, self.stop)
         try:
             source = make_source(kind, location, owner, settings)
             done = 0
@@ -142,6 +149,9 @@ class SyncEngine:
                 if self.progress:
                     total = done + batch.total_hint if batch.total_hint is not None else None
                     self.progress(report.label, done, total)
+                if self.stop.is_set():
+                    report.stopped = True
+                    break
             with self.sessions.begin() as s:
                 row = s.get(Source, source_id)
                 assert row is not None

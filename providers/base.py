@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,8 @@ REGISTRY: dict[str, str] = {
     "mbox": "providers.mailfiles:MboxSource",
     "eml": "providers.mailfiles:EmlFolderSource",
     "ics": "providers.ics:IcsSource",
+    "imap": "providers.imap:ImapSource",
+    "caldav": "providers.caldav:CaldavSource",
 }
 
 
@@ -53,12 +56,18 @@ class SyncContext:
         batch_size: int = 500,
         pmap: Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]] | None = None,
         is_known: Callable[[list[str]], set[str]] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.now = now
         self.batch_size = batch_size
         self.pmap = pmap or map
         #: given provider ids, returns those the engine has already stored (so they are not parsed again)
         self.is_known = is_known or (lambda ids: set())
+        #: set when the user asked to stop (SIGINT/SIGTERM): finish the batch in hand, start no other
+        self.stop = stop or threading.Event()
+
+    def stopping(self) -> bool:
+        return self.stop.is_set()
 
 
 class Source(abc.ABC):
@@ -81,6 +90,16 @@ class Source(abc.ABC):
 
     def check(self) -> None:
         """Raise a ProviderError if the source cannot be read at all (called by ``source add``)."""
+
+    def folder_of(self, provider_id: str) -> str | None:
+        """The folder or calendar an item lives in, for per-folder status (None: the source is one folder)."""
+        return None
+
+    def wait_for_change(self, ctx: SyncContext, timeout: float) -> bool:
+        """Block until the source reports a change (IMAP IDLE) or ``timeout`` passes or ``ctx.stop`` is
+        set; True when a change was seen. Sources without push simply wait (the engine then polls)."""
+        ctx.stop.wait(timeout)
+        return False
 
 
 def source_class(kind: str) -> type[Source]:

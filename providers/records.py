@@ -118,7 +118,10 @@ class Batch:
 
     ``snapshot`` marks a batch that lists every item the source currently holds inside ``window``
     (a calendar file re-read whole): anything of this source in that window that is not in the
-    snapshot was deleted. ``deleted`` lists provider ids the source knows were removed.
+    snapshot was deleted. ``complete_for`` does the same for some provider-id prefixes only (a
+    CalDAV object ``"UID|"`` re-read after a change: its occurrences in ``window`` are exactly those
+    in the batch; a deleted object comes as its prefix with no items). ``deleted`` lists provider ids
+    the source knows were removed.
     """
 
     items: tuple[Item, ...]
@@ -127,3 +130,4 @@ class Batch:
     window: tuple[datetime, datetime] | None = None
     deleted: tuple[str, ...] = ()
     total_hint: int | None = None
+    complete_for: tuple[str, ...] = ()
