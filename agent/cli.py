@@ -6,8 +6,11 @@ import csv
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -135,18 +138,57 @@ def crm_import(
 @source_app.command("add")
 def source_add(
     kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(REGISTRY))}.")],
-    location: Annotated[str, typer.Argument(help="Folder, file or URL.")],
-    owner: Annotated[str, typer.Option(help="The mailbox or calendar owner's address.")],
+    location: Annotated[str | None, typer.Argument(help="Folder, file or URL (not for imap).")] = None,
+    owner: Annotated[str, typer.Option(help="The mailbox or calendar owner's address.")] = "",
+    host: Annotated[str | None, typer.Option(help="IMAP server host.")] = None,
+    port: Annotated[int | None, typer.Option(help="IMAP port (default 993 with --tls, else 143).")] = None,
+    user: Annotated[str | None, typer.Option(help="Login name (IMAP, CalDAV).")] = None,
+    password_cmd: Annotated[
+        str | None, typer.Option(help="Shell command printing the password (e.g. 'pass show mail').")
+    ] = None,
+    password_env: Annotated[str | None, typer.Option(help="Environment variable holding the password.")] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="IMAP over TLS (the default).")] = False,
+    starttls: Annotated[bool, typer.Option("--starttls", help="IMAP with STARTTLS.")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="IMAP without TLS (loopback/testing only).")] = False,
+    folders: Annotated[
+        list[str], typer.Option("--folders", help="IMAP folders (repeat or comma-separate; default INBOX + Sent).")
+    ] = [],
+    calendar: Annotated[str | None, typer.Option(help="CalDAV calendar name (default: all).")] = None,
 ) -> None:
-    """Add a mailbox or calendar to capture from."""
+    """Add a mailbox or calendar to capture from. Passwords are never stored: give a command or a variable."""
+    from providers.secrets import secret_settings
+
     addr = clean_email(owner)
     if addr is None:
         raise BadInput(f"--owner is not an email address: {owner!r}")
     if kind not in REGISTRY:
         raise BadInput(f"unknown source kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
-    if "://" not in location:
+    settings: dict[str, Any] = secret_settings(password_cmd, password_env)
+    if kind == "imap":
+        if not host or not user:
+            raise BadInput("an imap source needs --host and --user")
+        if sum((tls, starttls, plain)) > 1:
+            raise BadInput("give one of --tls, --starttls, --plain")
+        security = "starttls" if starttls else "plain" if plain else "tls"
+        port = port or (993 if security == "tls" else 143)
+        wanted = [f.strip() for item in folders for f in item.split(",") if f.strip()]
+        settings.update(host=host, port=port, user=user, security=security)
+        if wanted:
+            settings["folders"] = wanted
+        location = f"imap://{user}@{host}:{port}"
+    elif kind == "caldav":
+        if not location or "://" not in location:
+            raise BadInput("a caldav source needs the server or calendar URL")
+        if user:
+            settings["user"] = user
+        if calendar:
+            settings["calendar"] = calendar
+    elif not location:
+        raise BadInput(f"a {kind} source needs a location (folder, file or URL)")
+    elif "://" not in location:
         location = str(Path(location).expanduser().resolve())
-    make_source(kind, location, addr).check()
+    assert location is not None
+    make_source(kind, location, addr, settings).check()
     with state.sessions().begin() as s:
         existing = s.execute(
             select(Source).where(Source.kind == kind, Source.location == location, Source.owner == addr)
@@ -154,10 +196,35 @@ def source_add(
         if existing is not None:
             out.print(f"source {existing.id} already exists: {kind} {location} ({addr})")
             return
-        src = Source(kind=kind, location=location, owner=addr, settings={}, status="new", created_at=clock.now())
+        src = Source(kind=kind, location=location, owner=addr, settings=settings, status="new", created_at=clock.now())
         s.add(src)
         s.flush()
         out.print(f"added source {src.id}: {kind} {location} ({addr}); run `inkless sync`")
+
+
+@source_app.command("status")
+def source_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per source and folder: last sync, items seen / logged / skipped / quarantined, verified complete through."""
+    from .views import source_status_view
+
+    with state.sessions()() as s:
+        data = source_status_view(s)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    for src in data:
+        out.print(
+            f"[bold]source {src['id']}[/bold] {src['kind']} {escape(src['location'])} ({src['owner']}): "
+            f"{src['status']}, last sync {(src['last_sync_at'] or 'never')[:19]}"
+        )
+        if src["last_error"]:
+            out.print(f"  [red]{escape(src['last_error'])}[/red]")
+        for f in src["folders"]:
+            verified = f["verified_through"] or "not yet"
+            out.print(
+                f"  {escape(f['folder'] or '(all)'):<24} seen {f['seen']:>7}  logged {f['logged']:>7}  "
+                f"skipped {f['skipped']:>7}  quarantined {f['quarantined']:>5}  verified complete through {verified}"
+            )
 
 
 @source_app.command("list")
@@ -241,33 +308,108 @@ def sync(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     workers: Annotated[int | None, typer.Option(help="Parser processes (default: cores, max 4).")] = None,
     batch_size: Annotated[int, typer.Option(help="Items per transaction.", min=1, max=5000)] = 500,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep every source current until interrupted.")] = False,
+    interval: Annotated[
+        float, typer.Option(help="With --watch: seconds between polls of sources without push.", min=0.2)
+    ] = 300.0,
 ) -> None:
-    """Capture everything new from every source (incremental; safe to interrupt and rerun)."""
+    """Capture everything new from every source (incremental; safe to interrupt and rerun).
+
+    SIGINT / SIGTERM finish the batch in hand, commit it and exit cleanly."""
     from .sync import SyncEngine
 
     sessions = state.sessions()
     with sessions() as s:
         if not internal_domains(s) and not s.execute(select(Source.id).limit(1)).first():
             raise ConfigError("nothing to sync yet: run `inkless init` and `inkless source add` first")
-    show = not quiet and sys.stderr.isatty()
-    with _progress(show) as progress_cb:
-        engine = SyncEngine(sessions, clock.now(), batch_size=batch_size, workers=workers, progress=progress_cb)
-        reports = engine.run(source or None)
+    stop = threading.Event()
+    _on_signals(stop)
+    show = not quiet and not watch and sys.stderr.isatty()
+    failed = 0
+    rounds = 0
+    while True:
+        with _progress(show) as progress_cb:
+            engine = SyncEngine(
+                sessions, clock.now(), batch_size=batch_size, workers=workers, progress=progress_cb, stop=stop
+            )
+            reports = engine.run(source or None)
+        rounds += 1
+        failed = _report(reports, quiet=quiet or (watch and rounds > 1), changes_only=watch and rounds > 1)
+        if not watch or stop.is_set():
+            break
+        _wait_for_changes(sessions, source or None, interval, stop)
+    if stop.is_set():
+        out.print("stopped; everything up to the last batch is stored")
+    if failed and not watch:
+        raise typer.Exit(1)
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second signal: give up at once (the open batch is rolled back, never half-stored)
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("finishing the batch in hand… (again to abort)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def _report(reports: list[Any], quiet: bool, changes_only: bool) -> int:
     failed = 0
     for r in reports:
         st = r.stats
         if r.error:
             failed += 1
-            err.print(f"[red]source {r.source_id} ({r.label}): {r.error}[/red]")
-        if not quiet:
+            err.print(f"source {r.source_id} ({r.label}): {r.error}", style="red", markup=False)
+        if changes_only and not (st.logged or st.merged or st.removed):
+            continue
+        if not quiet or changes_only:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(st.reasons.items()))
+            when = f"{clock.now():%H:%M:%S} " if changes_only else ""
             out.print(
-                f"source {r.source_id} {r.label}: {st.seen} new items, {st.logged} logged, {st.merged} already known, "
-                f"{st.skipped} skipped{f' ({reasons})' if reasons else ''}, {st.quarantined} quarantined"
-                + (f", {st.removed} removed" if st.removed else "")
+                f"{when}source {r.source_id} {r.label}: {st.seen} new items, {st.logged} logged, "
+                f"{st.merged} already known, {st.skipped} skipped{f' ({reasons})' if reasons else ''}, "
+                f"{st.quarantined} quarantined" + (f", {st.removed} removed" if st.removed else ""),
+                markup=False,
             )
-    if failed:
-        raise typer.Exit(1)
+    return failed
+
+
+def _wait_for_changes(
+    sessions: sessionmaker[Session], only: list[int] | None, interval: float, stop: threading.Event
+) -> None:
+    """Sleep until a source pushes a change (IMAP IDLE), the poll interval passes, or a signal arrives."""
+    from providers.base import SyncContext
+
+    wake = threading.Event()
+    with sessions() as s:
+        q = select(Source)
+        if only:
+            q = q.where(Source.id.in_(only))
+        rows = [(r.kind, r.location, r.owner, r.settings) for r in s.execute(q).scalars()]
+    ctx = SyncContext(clock.now(), stop=stop)
+
+    def watch(kind: str, location: str, owner: str, settings: dict[str, Any]) -> None:
+        try:
+            if make_source(kind, location, owner, settings).wait_for_change(ctx, interval):
+                wake.set()
+        except Exception:  # a broken push connection only means we fall back to polling
+            logging.getLogger("inkless.watch").info("push watch of %s failed", location, exc_info=True)
+
+    threads = []
+    for row in rows:
+        if row[0] in PUSH_KINDS:
+            t = threading.Thread(target=watch, args=row, daemon=True)
+            t.start()
+            threads.append(t)
+    deadline = time.monotonic() + interval
+    while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
+        time.sleep(min(0.2, interval))
+
+
+#: sources whose wait_for_change really waits for the server (others are simply polled)
+PUSH_KINDS = {"imap"}
 
 
 @contextmanager

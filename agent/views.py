@@ -164,3 +164,55 @@ def explain_view(s: Session, act: Activity) -> list[str]:
         notes = [e for e in (act.evidence or []) if e.startswith("no deal")]
         lines.extend(f"  deal: none — {escape(n)}" for n in notes)
     return lines
+
+
+def source_status_view(s: Session) -> list[dict[str, Any]]:
+    """Each source with per-folder counts of what it handed over and how far it was verified."""
+    from collections import Counter
+
+    from providers.base import make_source
+    from providers.errors import InklessError
+    from store.models import Source, SyncState
+
+    out = []
+    for src in s.execute(select(Source).order_by(Source.id)).scalars():
+        try:
+            adapter: Any = make_source(src.kind, src.location, src.owner, src.settings)
+        except (InklessError, ImportError):
+            adapter = None
+        counts: dict[str | None, Counter[str]] = defaultdict(Counter)
+        rows = s.execute(
+            select(SyncState.provider_id, SyncState.outcome).where(SyncState.source_id == src.id)
+        ).yield_per(5000)
+        for pid, outcome in rows:
+            folder = adapter.folder_of(pid) if adapter is not None else None
+            counts[folder][outcome] += 1
+        cursor = src.cursor or {}
+        per_folder = cursor.get("folders", cursor) if isinstance(cursor, dict) else {}
+        folders = []
+        for folder in sorted(counts, key=lambda f: f or ""):
+            c = counts[folder]
+            info = per_folder.get(folder, {}) if folder and isinstance(per_folder, dict) else {}
+            folders.append(
+                {
+                    "folder": folder,
+                    "seen": sum(c.values()),
+                    "logged": c["logged"],
+                    "skipped": c["skipped"],
+                    "quarantined": c["quarantined"],
+                    "verified_through": info.get("verified_through") if isinstance(info, dict) else None,
+                }
+            )
+        out.append(
+            {
+                "id": src.id,
+                "kind": src.kind,
+                "location": src.location,
+                "owner": src.owner,
+                "status": src.status,
+                "last_sync_at": src.last_sync_at.isoformat() if src.last_sync_at else None,
+                "last_error": src.last_error,
+                "folders": folders,
+            }
+        )
+    return out
