@@ -20,7 +20,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
+from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from .identity import fold
@@ -151,44 +153,76 @@ class DealVocabulary:
         return w * 0.5 if word.isdigit() else w
 
 
+class _Bag:
+    """One part of the text (subject or body) indexed for the lookups deal words need."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = set(words)
+
+    @cached_property
+    def _choices(self) -> list[str]:
+        return [t for t in self.words if not t.isdigit()]
+
+    @cached_property
+    def _numeronyms(self) -> list[tuple[str, str, int, str]]:
+        out = []
+        for t in self.words:
+            m = _NUMERONYM.match(t)
+            if m:
+                out.append((t, m.group(1), int(m.group(2)), m.group(3)))
+        return out
+
+    def similar(self, word: str) -> str | None:
+        """A token that is the word with a typo, its numeronym (o11y) or a short prefix (infra)."""
+        if len(word) >= 5:
+            limit = 1 if len(word) < 9 else 2
+            hit = process.extractOne(word, self._choices, scorer=Levenshtein.distance, score_cutoff=limit)
+            if hit is not None and hit[0][:1] == word[:1]:
+                return str(hit[0])
+        for t, first, n, last in self._numeronyms:
+            if word[0] == first and word[-1] == last and len(word) - 2 == n:
+                return t
+        for k in range(max(4, (len(word) + 1) // 2), len(word)):
+            if word[:k] in self.words:
+                return word[:k]
+        return None
+
+
 class Text:
     """An item's subject and body, prepared once for every candidate."""
 
     def __init__(self, subject: str, body: str) -> None:
-        self.subject = tokens(subject)
-        self.body = tokens(body[:3000])
-        self.subject_set = set(self.subject)
-        self.body_set = set(self.body)
-        self.bigrams = set(zip(self.subject, self.subject[1:], strict=False)) | set(
-            zip(self.body, self.body[1:], strict=False)
-        )
-        self.acronyms = {a.lower() for a in _ACRONYM.findall(subject + " " + body[:3000]) if not a.istitle()}
-        self.vocab = self.subject_set | self.body_set
+        self._raw = subject + " " + body[:3000]
+        self._s_words, self._b_words = tokens(subject), tokens(body[:3000])
+        self.subject, self.body = _Bag(self._s_words), _Bag(self._b_words)
+        self._found: dict[str, tuple[str, str] | None] = {}
+
+    @cached_property
+    def bigrams(self) -> set[tuple[str, str]]:
+        s, b = self._s_words, self._b_words
+        return set(zip(s, s[1:], strict=False)) | set(zip(b, b[1:], strict=False))
+
+    @cached_property
+    def acronyms(self) -> set[str]:
+        return {a.lower() for a in _ACRONYM.findall(self._raw) if not a.istitle()}
 
     def find(self, word: str) -> tuple[str, str] | None:
-        """Where a deal word is mentioned (subject/body) and how it was written, allowing typos,
-        numeronyms (o11y) and short prefixes (infra)."""
-        for where, bag in (("subject", self.subject_set), ("body", self.body_set)):
-            if word in bag:
-                return where, word
-        if word.isdigit():
-            return None
-        for where, bag in (("subject", self.subject_set), ("body", self.body_set)):
-            for t in bag:
-                if _similar(word, t):
-                    return where, t
-        return None
-
-
-def _similar(word: str, t: str) -> bool:
-    if len(word) >= 5 and t[:1] == word[:1] and abs(len(t) - len(word)) <= 2:
-        limit = 1 if len(word) < 9 else 2
-        if Levenshtein.distance(word, t, score_cutoff=limit) <= limit:
-            return True
-    m = _NUMERONYM.match(t)
-    if m and word[0] == m.group(1) and word[-1] == m.group(3) and len(word) - 2 == int(m.group(2)):
-        return True
-    return 4 <= len(t) < len(word) and len(t) * 2 >= len(word) and word.startswith(t) and not t.isdigit()
+        """Where a deal word is mentioned (subject/body) and how it was written."""
+        if word in self._found:
+            return self._found[word]
+        hit: tuple[str, str] | None = None
+        for where, bag in (("subject", self.subject), ("body", self.body)):
+            if word in bag.words:
+                hit = (where, word)
+                break
+        if hit is None and not word.isdigit():
+            for where, bag in (("subject", self.subject), ("body", self.body)):
+                t = bag.similar(word)
+                if t is not None:
+                    hit = (where, t)
+                    break
+        self._found[word] = hit
+        return hit
 
 
 def _initials_hits(words: list[str], text: Text) -> list[tuple[int, int, str]]:

@@ -81,9 +81,12 @@ def is_freemail(domain: str) -> bool:
     return reg is not None and reg in _FREEMAIL
 
 
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def fold(text: str) -> str:
     """Lower case, diacritics removed, punctuation turned into spaces, whitespace collapsed."""
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(ch for ch in t if not unicodedata.combining(ch))
-    t = re.sub(r"[^\w]+", " ", t.lower())
-    return " ".join(t.split())
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return _NON_WORD.sub(" ", text.lower()).strip()
