@@ -164,6 +164,8 @@ def source_add(
     if kind not in REGISTRY:
         raise BadInput(f"unknown source kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
     settings: dict[str, Any] = secret_settings(password_cmd, password_env)
+    if location and "://" in location and "@" in location.split("://", 1)[1].split("/", 1)[0]:
+        raise BadInput("do not put a user or password in the URL: use --user and --password-cmd / --password-env")
     if kind == "imap":
         if not host or not user:
             raise BadInput("an imap source needs --host and --user")

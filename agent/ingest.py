@@ -531,6 +531,7 @@ class Ingestor:
         if gone and not present and not self.allow_empty:
             # safety rail: a calendar that suddenly lists nothing wipes nothing until a person confirms
             raise EmptySnapshot(len(gone))
+        self._drop_stale_quarantine(present)
         return sum(self._forget(pid) for pid in gone)
 
     def _apply_complete(self, batch: Batch, prefix: str, present: set[str]) -> int:
@@ -540,8 +541,21 @@ class Ingestor:
         )
         if batch.window is not None:
             q = q.where(SyncState.occurred_at >= batch.window[0], SyncState.occurred_at <= batch.window[1])
-        gone = [pid for (pid,) in self.s.execute(q) if pid not in present]
+        broken = {i.provider_id.rpartition("|")[0] for i in batch.items if isinstance(i, Quarantined)}
+        gone = [pid for (pid,) in self.s.execute(q) if pid not in present and pid.rpartition("|")[0] not in broken]
+        self._drop_stale_quarantine(present, prefix)
         return sum(self._forget(pid) for pid in gone)
+
+    def _drop_stale_quarantine(self, present: set[str], prefix: str = "") -> None:
+        """Quarantine entries the source no longer reports (the series parses now, or it was deleted)."""
+        q = select(SyncState.provider_id).where(
+            SyncState.source_id == self.source_id, SyncState.outcome == "quarantined"
+        )
+        if prefix:
+            q = q.where(SyncState.provider_id.startswith(prefix, autoescape=True))
+        for (pid,) in self.s.execute(q).all():
+            if pid not in present:
+                self._forget(pid)
 
     def _forget(self, pid: str) -> int:
         row = self.s.get(SyncState, (self.source_id, pid))
@@ -550,6 +564,7 @@ class Ingestor:
         aid = row.activity_id
         self.s.delete(row)
         self.s.execute(delete(Skipped).where(Skipped.source_id == self.source_id, Skipped.provider_id == pid))
+        self.s.execute(delete(Quarantine).where(Quarantine.source_id == self.source_id, Quarantine.provider_id == pid))
         self.s.flush()
         if aid is not None:
             self._detach(aid, pid)

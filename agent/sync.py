@@ -132,13 +132,11 @@ class SyncEngine:
                     except EmptySnapshot as e:
                         raise ProviderError(
                             f"the calendar now lists no events where it had {e.count}; nothing was removed. "
-                            f"If that is right, run: inkless source reset {source_id}"
+                            f"If that is right, run: inkless source confirm-empty {source_id}"
                         ) from None
                     row = s.get(Source, source_id)
                     assert row is not None
                     row.cursor = batch.cursor
-                    if batch.snapshot and (row.settings or {}).get("confirm_empty"):
-                        row.settings = {k: v for k, v in row.settings.items() if k != "confirm_empty"}
                     row.status = "ok"
                     row.last_error = None
                     row.last_sync_at = self.now
@@ -156,6 +154,8 @@ class SyncEngine:
                 row = s.get(Source, source_id)
                 assert row is not None
                 row.status, row.last_error, row.last_sync_at = "ok", None, self.now
+                if (row.settings or {}).get("confirm_empty"):  # a confirmation is good for one sync
+                    row.settings = {k: v for k, v in row.settings.items() if k != "confirm_empty"}
         except InklessError as exc:
             report.error = str(exc)
             self._mark_error(source_id, str(exc))

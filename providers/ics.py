@@ -201,23 +201,39 @@ class IcsSource(Source):
         only_uid: str | None = None,
         singles_only: bool = False,
     ) -> list[CalendarItem | Quarantined]:
-        """Every occurrence starting in ``window`` (sorted by start, uid), then Quarantined series.
+        """Every occurrence starting in ``window`` (see :func:`expand`), in this source's default zone."""
+        return expand(data, window, self.default_tz, only_uid, singles_only)
 
-        Raises ValueError when ``data`` is not an iCalendar stream at all.
-        """
-        data = _as_utf8(data)
-        with warnings.catch_warnings():
-            # icalendar warns about guessed TZIDs and the like: input quality, not our bug
-            warnings.simplefilter("ignore")
-            calendars, bad = _parse(data, window, only_uid)
-            items: dict[str, CalendarItem] = {}
-            quarantined = {q.provider_id: q for q in bad if only_uid is None or q.provider_id == f"{only_uid}|"}
-            for cal in calendars:
-                for entry in _Expansion(cal, self.default_tz, window).run(only_uid, singles_only):
-                    target: dict[str, Any] = quarantined if isinstance(entry, Quarantined) else items
-                    target.setdefault(entry.provider_id, entry)
-        ordered = sorted(items.values(), key=lambda i: (i.start, i.ical_uid, i.recurrence_id or i.start))
-        return [*ordered, *sorted(quarantined.values(), key=lambda q: q.provider_id)]
+
+def expand(
+    data: bytes,
+    window: tuple[datetime, datetime],
+    default_tz: tzinfo | None = None,
+    only_uid: str | None = None,
+    singles_only: bool = False,
+) -> list[CalendarItem | Quarantined]:
+    """Every meeting occurrence of an iCalendar stream that starts in ``window`` (sorted by start, uid),
+    then one Quarantined entry per series that could not be expanded.
+
+    Provider id and locator of an occurrence are ``UID|RECURRENCE-ID``, of a Quarantined series ``UID|``;
+    sources that hold several calendars prefix them. ``default_tz`` (UTC if None) is the zone of floating
+    times and all-day dates when the calendar has no X-WR-TIMEZONE. ``only_uid`` limits the result to one
+    series, ``singles_only`` to non-recurring events. Raises ValueError when ``data`` is not an iCalendar
+    stream at all.
+    """
+    data = _as_utf8(data)
+    with warnings.catch_warnings():
+        # icalendar warns about guessed TZIDs and the like: input quality, not our bug
+        warnings.simplefilter("ignore")
+        calendars, bad = _parse(data, window, only_uid)
+        items: dict[str, CalendarItem] = {}
+        quarantined = {q.provider_id: q for q in bad if only_uid is None or q.provider_id == f"{only_uid}|"}
+        for cal in calendars:
+            for entry in _Expansion(cal, default_tz or UTC, window).run(only_uid, singles_only):
+                target: dict[str, Any] = quarantined if isinstance(entry, Quarantined) else items
+                target.setdefault(entry.provider_id, entry)
+    ordered = sorted(items.values(), key=lambda i: (i.start, i.ical_uid, i.recurrence_id or i.start))
+    return [*ordered, *sorted(quarantined.values(), key=lambda q: q.provider_id)]
 
 
 def sync_window(now: datetime) -> tuple[datetime, datetime]:
@@ -647,4 +663,4 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-__all__ = ["IcsSource", "redact", "sync_window"]
+__all__ = ["IcsSource", "expand", "redact", "sync_window"]

@@ -55,18 +55,35 @@ class RadicaleServer:
 
     def client(self, password: str | None = None) -> Any:
         """A caldav.DAVClient for the test user (closed when the fixture ends)."""
-        import caldav
+        from caldav.davclient import DAVClient
 
-        client = caldav.DAVClient(url=self.url, username=self.user, password=password or self.password, timeout=10)
+        client = DAVClient(url=self.url, username=self.user, password=password or self.password, timeout=10)
         self._clients.append(client)
         return client
 
     def calendar_url(self, cal_id: str) -> str:
         return f"{self.url}{self.user}/{cal_id}/"
 
-    def make_calendar(self, cal_id: str, name: str | None = None) -> str:
-        """Create a calendar collection ``/<user>/<cal_id>/`` (display name ``name``); returns its URL."""
-        self.client().principal().make_calendar(name=name or cal_id, cal_id=cal_id)
+    def make_calendar(
+        self, cal_id: str, name: str | None = None, components: list[str] | None = None, timezone: str | None = None
+    ) -> str:
+        """Create a calendar collection ``/<user>/<cal_id>/`` (display name ``name``); returns its URL.
+
+        ``components`` limits what it holds (``["VTODO"]``: a task list); ``timezone`` (an IANA name) sets
+        its CALDAV:calendar-timezone."""
+        from caldav.elements import cdav
+
+        calendar = (
+            self.client()
+            .principal()
+            .make_calendar(name=name or cal_id, cal_id=cal_id, supported_calendar_component_set=components)
+        )
+        if timezone:
+            vtimezone = (
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//inkless tests//EN\r\nBEGIN:VTIMEZONE\r\n"
+                f"TZID:{timezone}\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n"
+            )
+            calendar.set_properties([cdav.CalendarTimeZone(vtimezone)])
         return self.calendar_url(cal_id)
 
     def href(self, cal_id: str, name: str) -> str:
