@@ -385,29 +385,35 @@ def _wait_for_changes(
     from providers.base import SyncContext
 
     wake = threading.Event()
+    round_over = threading.Event()  # ends every push watcher of this round at once
     with sessions() as s:
         q = select(Source)
         if only:
             q = q.where(Source.id.in_(only))
         rows = [(r.kind, r.location, r.owner, r.settings) for r in s.execute(q).scalars()]
-    ctx = SyncContext(clock.now(), stop=stop)
+    ctx = SyncContext(clock.now(), stop=round_over)
 
     def watch(kind: str, location: str, owner: str, settings: dict[str, Any]) -> None:
+        src = None
         try:
-            if make_source(kind, location, owner, settings).wait_for_change(ctx, interval):
+            src = make_source(kind, location, owner, settings)
+            if src.wait_for_change(ctx, interval):
                 wake.set()
         except Exception:  # a broken push connection only means we fall back to polling
             logging.getLogger("inkless.watch").info("push watch of %s failed", location, exc_info=True)
+        finally:
+            if src is not None:
+                src.close()
 
-    threads = []
-    for row in rows:
-        if row[0] in PUSH_KINDS:
-            t = threading.Thread(target=watch, args=row, daemon=True)
-            t.start()
-            threads.append(t)
+    threads = [threading.Thread(target=watch, args=row, daemon=True) for row in rows if row[0] in PUSH_KINDS]
+    for t in threads:
+        t.start()
     deadline = time.monotonic() + interval
     while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
         time.sleep(min(0.2, interval))
+    round_over.set()
+    for t in threads:
+        t.join(timeout=5)
 
 
 #: sources whose wait_for_change really waits for the server (others are simply polled)

@@ -324,8 +324,8 @@ class Ingestor:
             for t, ids in reattribute(self.s, [aid], self.index, self.team, self.now).items():
                 self.touched[t] |= ids
 
-    def _prefetch_thread_deals(self, thread_keys: set[str]) -> dict[str, tuple[datetime, int]]:
-        out: dict[str, tuple[datetime, int]] = {}
+    def _prefetch_thread_deals(self, thread_keys: set[str]) -> dict[str, list[tuple[datetime, int]]]:
+        out: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
         tks = sorted(thread_keys)
         for i in range(0, len(tks), 500):
             q = (
@@ -334,8 +334,7 @@ class Ingestor:
                 .where(Activity.thread_key.in_(tks[i : i + 500]), Attribution.target_type == "deal")
             )
             for tk, when, deal in self.s.execute(q):
-                if tk not in out or when > out[tk][0]:
-                    out[tk] = (when, deal)
+                out[tk].append((when, deal))
         return out
 
     def _insert_many(self, pending: list[tuple[MailItem | CalendarItem, str | None]]) -> list[int]:
@@ -364,10 +363,10 @@ class Ingestor:
                     ical_uid=it.ical_uid[:500],
                     recurrence_id=it.recurrence_id,
                 )
-            prior = thread_deals.get(tk) if tk else None
-            res = attribute(people, when, subject, text, self.index, self.team, prior[1] if prior else None)
-            if tk and res.deal and (prior is None or when >= prior[0]):
-                thread_deals[tk] = (when, res.deal.target_id)
+            prior = _latest_before(thread_deals.get(tk, []), when) if tk else None
+            res = attribute(people, when, subject, text, self.index, self.team, prior)
+            if tk and res.deal:
+                thread_deals[tk].append((when, res.deal.target_id))
             new_ids = self._create_suggested(res)
             rows.append(
                 dict(
@@ -433,11 +432,16 @@ class Ingestor:
                 return t
         return f"t:{it.message_id}"
 
-    def _thread_deal(self, thread_key: str) -> int | None:
+    def _thread_deal(self, thread_key: str, before: datetime) -> int | None:
+        """The deal of the thread's latest earlier message (a later reply never steers an older one)."""
         q = (
             select(Attribution.target_id)
             .join(Activity, Activity.id == Attribution.activity_id)
-            .where(Activity.thread_key == thread_key, Attribution.target_type == "deal")
+            .where(
+                Activity.thread_key == thread_key,
+                Attribution.target_type == "deal",
+                Activity.occurred_at < before,
+            )
             .order_by(Activity.occurred_at.desc())
             .limit(1)
         )
@@ -578,6 +582,11 @@ class Ingestor:
             self.touched = defaultdict(set)
 
 
+def _latest_before(history: list[tuple[datetime, int]], when: datetime) -> int | None:
+    earlier = [h for h in history if h[0] < when]
+    return max(earlier)[1] if earlier else None
+
+
 class EmptySnapshot(Exception):
     def __init__(self, count: int) -> None:
         super().__init__(count)
@@ -617,7 +626,7 @@ def reattribute(
             if aid in locked:
                 continue
             session.execute(delete(Attribution).where(Attribution.activity_id == aid))
-            thread_deal = ingest._thread_deal(act.thread_key) if act.thread_key else None
+            thread_deal = ingest._thread_deal(act.thread_key, act.occurred_at) if act.thread_key else None
             res = attribute(people[aid], act.occurred_at, act.subject, act.snippet or "", index, team, thread_deal)
             new_ids = ingest._create_suggested(res)
             rows = ingest._link_rows(aid, res, new_ids)

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from matching.index import Team
+from matching.index import CrmIndex, Team
 from providers.base import SyncContext, make_source
-from providers.errors import InklessError, ProviderError
+from providers.errors import CursorExpired, InklessError, ProviderError
 from store.models import Source, SyncState
 from store.queries import internal_domains, load_index, refresh_due_rollups, source_owners
 
@@ -121,35 +121,13 @@ class SyncEngine:
 
         ctx = SyncContext(self.now, self.batch_size, pmap, is_known, self.stop)
         try:
-            source = make_source(kind, location, owner, settings)
-            done = 0
-            for batch in source.batches(cursor, ctx):
-                with self.sessions.begin() as s:
-                    ing = Ingestor(s, source_id, owner, team, index, self.now)
-                    ing.allow_empty = bool((settings or {}).get("confirm_empty"))
-                    try:
-                        stats = ing.apply(batch)
-                    except EmptySnapshot as e:
-                        raise ProviderError(
-                            f"the calendar now lists no events where it had {e.count}; nothing was removed. "
-                            f"If that is right, run: inkless source confirm-empty {source_id}"
-                        ) from None
-                    row = s.get(Source, source_id)
-                    assert row is not None
-                    row.cursor = batch.cursor
-                    row.status = "ok"
-                    row.last_error = None
-                    row.last_sync_at = self.now
-                    row.item_count = (row.item_count or 0) + stats.seen
-                report.stats.add(stats)
-                report.batches += 1
-                done += len(batch.items)
-                if self.progress:
-                    total = done + batch.total_hint if batch.total_hint is not None else None
-                    self.progress(report.label, done, total)
-                if self.stop.is_set():
-                    report.stopped = True
-                    break
+            try:
+                self._pull(source_id, kind, location, owner, settings, cursor, ctx, team, index, report)
+            except CursorExpired as exc:
+                # the provider no longer accepts our place in its history: read everything again;
+                # already-stored items are recognised (sync state, Message-ID, UID) and not duplicated
+                log.warning("source %s: %s; doing a full resync", source_id, exc)
+                self._pull(source_id, kind, location, owner, settings, None, ctx, team, index, report)
             with self.sessions.begin() as s:
                 row = s.get(Source, source_id)
                 assert row is not None
@@ -167,6 +145,67 @@ class SyncEngine:
             report.error = f"internal error ({type(exc).__name__}); the batch was rolled back, see the log"
             self._mark_error(source_id, report.error)
         return report
+
+    def _pull(
+        self,
+        source_id: int,
+        kind: str,
+        location: str,
+        owner: str,
+        settings: dict[str, Any],
+        cursor: dict[str, Any] | None,
+        ctx: SyncContext,
+        team: Team,
+        index: CrmIndex,
+        report: SourceReport,
+    ) -> None:
+        """Every batch of one source from ``cursor``, each committed with its cursor."""
+        source = make_source(kind, location, owner, settings)
+        try:
+            self._pull_batches(source, source_id, owner, settings, cursor, ctx, team, index, report)
+        finally:
+            source.close()
+
+    def _pull_batches(
+        self,
+        source: Any,
+        source_id: int,
+        owner: str,
+        settings: dict[str, Any],
+        cursor: dict[str, Any] | None,
+        ctx: SyncContext,
+        team: Team,
+        index: CrmIndex,
+        report: SourceReport,
+    ) -> None:
+        done = 0
+        for batch in source.batches(cursor, ctx):
+            with self.sessions.begin() as s:
+                ing = Ingestor(s, source_id, owner, team, index, self.now)
+                ing.allow_empty = bool((settings or {}).get("confirm_empty"))
+                try:
+                    stats = ing.apply(batch)
+                except EmptySnapshot as e:
+                    raise ProviderError(
+                        f"the calendar now lists no events where it had {e.count}; nothing was removed. "
+                        f"If that is right, run: inkless source confirm-empty {source_id}"
+                    ) from None
+                row = s.get(Source, source_id)
+                assert row is not None
+                row.cursor = batch.cursor
+                row.status = "ok"
+                row.last_error = None
+                row.last_sync_at = self.now
+                row.item_count = (row.item_count or 0) + stats.seen
+            report.stats.add(stats)
+            report.batches += 1
+            done += len(batch.items)
+            if self.progress:
+                total = done + batch.total_hint if batch.total_hint is not None else None
+                self.progress(report.label, done, total)
+            if self.stop.is_set():
+                report.stopped = True
+                break
 
     def _mark_error(self, source_id: int, message: str) -> None:
         with self.sessions.begin() as s:

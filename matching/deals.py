@@ -252,7 +252,7 @@ def text_step(name_words: list[str], distinctive: set[str], vocab: DealVocabular
         if hit is not None:
             found[w] = hit
     acronym = None
-    for i, j, written in _initials_hits(words, text):
+    for i, j, written in _initials_hits(words, text) if text.acronyms else ():
         for w in words[i:j]:
             found.setdefault(w, ("subject", written))
         acronym = written

@@ -95,6 +95,9 @@ class Source(abc.ABC):
         """The folder or calendar an item lives in, for per-folder status (None: the source is one folder)."""
         return None
 
+    def close(self) -> None:
+        """Release connections (an IMAP IDLE session); the source may be used again afterwards."""
+
     def wait_for_change(self, ctx: SyncContext, timeout: float) -> bool:
         """Block until the source reports a change (IMAP IDLE) or ``timeout`` passes or ``ctx.stop`` is
         set; True when a change was seen. Sources without push simply wait (the engine then polls)."""

@@ -63,6 +63,9 @@ BACKOFF = (0.2, 1.0)
 IDLE_RENEW = 28 * 60
 #: how often wait_for_change looks at ctx.stop
 IDLE_POLL = 0.25
+#: (host, port, user, folder) -> (UIDVALIDITY, UIDNEXT) the last sync in this process saw. A watch loop
+#: may build a new source object for IDLE; mail that arrived between that sync and the IDLE must wake it.
+_SEEN_UIDNEXT: dict[tuple[str, int, str, str], tuple[int, int]] = {}
 SENT_NAMES = ("sent", "sent items", "sent messages", "sent mail", "gesendet", "envoyés", "enviados")
 #: what a dropped or broken connection raises inside imaplib/imapclient
 _DROPPED: tuple[type[BaseException], ...] = (OSError, imaplib.IMAP4.abort, EOFError)
@@ -219,8 +222,9 @@ class ImapSource(Source):
         self.timeout = float(self.settings.get("timeout", 60))
         self._connect = connect or self._default_connect
         self._idle: IMAPClient | None = None
-        #: UIDNEXT of INBOX as the last sync of this instance saw it (so IDLE misses nothing in between)
-        self._seen_uidnext: dict[str, int] = {}
+
+    def _account(self, folder: str) -> tuple[str, int, str, str]:
+        return (self.host, self.port, self.user, folder)
 
     # -- connecting --------------------------------------------------------------------------------
     def _password_source(self) -> str:
@@ -412,7 +416,7 @@ class ImapSource(Source):
             # UIDs below UIDNEXT that are not there were expunged before we saw them
             st["last_uid"] = max(int(st["last_uid"]), (uidnext or 1) - 1)
         if folder.upper() == "INBOX" and uidnext is not None:
-            self._seen_uidnext[folder] = max(uidnext, int(st["last_uid"]) + 1)
+            _SEEN_UIDNEXT[self._account(folder)] = (validity, max(uidnext, int(st["last_uid"]) + 1))
         if st != before:
             yield Batch(items=(), cursor=cursor(), total_hint=0)
 
@@ -478,7 +482,8 @@ class ImapSource(Source):
         """IDLE on INBOX on a connection of its own (kept between calls; :meth:`close` ends it).
 
         True when the server reports EXISTS / RECENT / EXPUNGE, or when INBOX grew since the last sync
-        of this instance; False on timeout or when ``ctx.stop`` is set (seen within ``IDLE_POLL`` s)."""
+        (of any source object for this account in this process); False on timeout or when ``ctx.stop``
+        is set (noticed within ``IDLE_POLL`` seconds)."""
         deadline = time.monotonic() + max(0.0, timeout)
         if ctx.stopping():
             return False
@@ -488,8 +493,9 @@ class ImapSource(Source):
                 client = self._open()
                 self._idle = client
                 info = client.select_folder("INBOX", readonly=True)
-                seen = self._seen_uidnext.get("INBOX")
-                if seen is not None and int(info.get(b"UIDNEXT") or 0) > seen:
+                seen = _SEEN_UIDNEXT.get(self._account("INBOX"))
+                now_at = (int(info.get(b"UIDVALIDITY") or 0), int(info.get(b"UIDNEXT") or 0))
+                if seen is not None and (now_at[0] != seen[0] or now_at[1] > seen[1]):
                     return True
             client.idle()
             started = time.monotonic()

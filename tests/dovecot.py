@@ -284,9 +284,10 @@ def _me() -> tuple[str, str]:
 
 def require_dovecot() -> None:
     """Skip (or, in CI, fail) when Dovecot is not installed."""
-    if DOVECOT.exists() and DOVEADM.exists():
+    missing = [str(p) for p in (DOVECOT, DOVEADM) if not p.exists()]
+    if not missing:
         return
-    reason = f"Dovecot is not installed ({DOVECOT} / {DOVEADM} missing; apt-get install dovecot-imapd)"
+    reason = f"Dovecot is not installed ({' and '.join(missing)} missing; apt-get install dovecot-imapd)"
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)

@@ -211,9 +211,8 @@ def test_fetch_reads_one_message_again_by_its_locator(dv: Dovecot) -> None:
 
 
 def test_same_parser_as_the_file_sources(dv: Dovecot) -> None:
-    raw = (DEMO / "mail.mbox").read_bytes()
     msgs = mbox_messages(DEMO / "mail.mbox")
-    assert len(msgs) > 30 and raw
+    assert len(msgs) > 30
     dv.append_many("INBOX", msgs)
     items = [i for b in Spy(batch_size=100).run(imap(dv), None)[0] for i in b.items]
     assert len(items) == len(msgs)
@@ -327,7 +326,12 @@ def test_mail_that_arrived_between_the_sync_and_idle_is_not_missed(dv: Dovecot) 
     spy = Spy()
     spy.run(src, None)
     dv.append("INBOX", message(2))  # before the IDLE connection exists
+    watcher = imap(dv)  # a watch loop may use a new source object for IDLE
     try:
+        start = time.monotonic()
+        assert watcher.wait_for_change(spy.ctx(), 10) is True
+        assert time.monotonic() - start < 2
+        watcher.close()
         start = time.monotonic()
         assert src.wait_for_change(spy.ctx(), 10) is True
         assert time.monotonic() - start < 2
@@ -336,6 +340,7 @@ def test_mail_that_arrived_between_the_sync_and_idle_is_not_missed(dv: Dovecot) 
         assert src.wait_for_change(spy.ctx(), 10) is True
         assert time.monotonic() - start < 2
     finally:
+        watcher.close()
         src.close()
 
 
