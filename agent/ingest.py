@@ -35,6 +35,8 @@ from store.models import Participant as ParticipantRow
 from store.queries import delete_activities, refresh_rollups
 
 SNIPPET_CHARS = 1000
+#: link statuses a person set; they steer later mail of the thread strongly and are never overwritten
+DECIDED = ("confirmed", "corrected")
 
 
 @dataclass
@@ -324,17 +326,18 @@ class Ingestor:
             for t, ids in reattribute(self.s, [aid], self.index, self.team, self.now).items():
                 self.touched[t] |= ids
 
-    def _prefetch_thread_deals(self, thread_keys: set[str]) -> dict[str, list[tuple[datetime, int]]]:
-        out: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    def _prefetch_thread_deals(self, thread_keys: set[str]) -> dict[str, list[tuple[datetime, int, bool]]]:
+        """Per thread: (when, deal, decided by a person) of every message already on a deal."""
+        out: dict[str, list[tuple[datetime, int, bool]]] = defaultdict(list)
         tks = sorted(thread_keys)
         for i in range(0, len(tks), 500):
             q = (
-                select(Activity.thread_key, Activity.occurred_at, Attribution.target_id)
+                select(Activity.thread_key, Activity.occurred_at, Attribution.target_id, Attribution.status)
                 .join(Attribution, Attribution.activity_id == Activity.id)
                 .where(Activity.thread_key.in_(tks[i : i + 500]), Attribution.target_type == "deal")
             )
-            for tk, when, deal in self.s.execute(q):
-                out[tk].append((when, deal))
+            for tk, when, deal, status in self.s.execute(q):
+                out[tk].append((when, deal, status in DECIDED))
         return out
 
     def _insert_many(self, pending: list[tuple[MailItem | CalendarItem, str | None]]) -> list[int]:
@@ -364,9 +367,18 @@ class Ingestor:
                     recurrence_id=it.recurrence_id,
                 )
             prior = _latest_before(thread_deals.get(tk, []), when) if tk else None
-            res = attribute(people, when, subject, text, self.index, self.team, prior)
+            res = attribute(
+                people,
+                when,
+                subject,
+                text,
+                self.index,
+                self.team,
+                prior[0] if prior else None,
+                thread_decided=bool(prior and prior[1]),
+            )
             if tk and res.deal:
-                thread_deals[tk].append((when, res.deal.target_id))
+                thread_deals[tk].append((when, res.deal.target_id, False))
             new_ids = self._create_suggested(res)
             rows.append(
                 dict(
@@ -432,10 +444,10 @@ class Ingestor:
                 return t
         return f"t:{it.message_id}"
 
-    def _thread_deal(self, thread_key: str, before: datetime) -> int | None:
+    def _thread_deal(self, thread_key: str, before: datetime) -> tuple[int, bool] | None:
         """The deal of the thread's latest earlier message (a later reply never steers an older one)."""
         q = (
-            select(Attribution.target_id)
+            select(Attribution.target_id, Attribution.status)
             .join(Activity, Activity.id == Attribution.activity_id)
             .where(
                 Activity.thread_key == thread_key,
@@ -446,7 +458,7 @@ class Ingestor:
             .limit(1)
         )
         row = self.s.execute(q).first()
-        return int(row[0]) if row else None
+        return (int(row[0]), row[1] in DECIDED) if row else None
 
     def _people_rows(
         self, aid: int, people: list[Participant], resolved: dict[str, int] | None = None
@@ -582,9 +594,12 @@ class Ingestor:
             self.touched = defaultdict(set)
 
 
-def _latest_before(history: list[tuple[datetime, int]], when: datetime) -> int | None:
+def _latest_before(history: list[tuple[datetime, int, bool]], when: datetime) -> tuple[int, bool] | None:
     earlier = [h for h in history if h[0] < when]
-    return max(earlier)[1] if earlier else None
+    if not earlier:
+        return None
+    _, deal, decided = max(earlier)
+    return deal, decided
 
 
 class EmptySnapshot(Exception):
@@ -617,7 +632,7 @@ def reattribute(
                 Attribution.activity_id.in_(chunk)
             )
         ).all()
-        locked = {aid for aid, _, _, st in old if st in ("confirmed", "corrected")}
+        locked = {aid for aid, _, _, st in old if st in DECIDED}
         for aid, t, tid, _ in old:
             if aid not in locked:
                 touched[t].add(tid)
@@ -626,8 +641,17 @@ def reattribute(
             if aid in locked:
                 continue
             session.execute(delete(Attribution).where(Attribution.activity_id == aid))
-            thread_deal = ingest._thread_deal(act.thread_key, act.occurred_at) if act.thread_key else None
-            res = attribute(people[aid], act.occurred_at, act.subject, act.snippet or "", index, team, thread_deal)
+            prior = ingest._thread_deal(act.thread_key, act.occurred_at) if act.thread_key else None
+            res = attribute(
+                people[aid],
+                act.occurred_at,
+                act.subject,
+                act.snippet or "",
+                index,
+                team,
+                prior[0] if prior else None,
+                thread_decided=bool(prior and prior[1]),
+            )
             new_ids = ingest._create_suggested(res)
             rows = ingest._link_rows(aid, res, new_ids)
             if rows:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from providers.records import Participant
 
-from .deals import ROLE_BITS, THREAD_BITS, Candidate, Step, Text, decide, open_at, text_step
+from .deals import CORRECTION_BITS, ROLE_BITS, THREAD_BITS, Candidate, Step, Text, decide, open_at, text_step
 from .identity import email_key
 from .index import CrmIndex, Team
 from .people import match_by_name
@@ -74,6 +74,7 @@ def attribute(
     index: CrmIndex,
     team: Team,
     thread_deal: int | None = None,
+    thread_decided: bool = False,
 ) -> Result:
     res = Result()
     seen_contacts: set[int] = set()
@@ -112,7 +113,7 @@ def attribute(
                 NewContact(p.email, p.name, co.id, f"{p.email} is new, at {co.name} by domain {dom}")
             )
     res.companies = list(companies.values())
-    _choose_deal(res, when, subject, body, index, seen_contacts, thread_deal)
+    _choose_deal(res, when, subject, body, index, seen_contacts, thread_deal, thread_decided)
     parts = [link.confidence for link in res.contacts + res.companies]
     who = max(parts) if parts else 0.0
     res.confidence = round(min(who, res.deal.confidence) if res.deal else who, 3)
@@ -134,6 +135,7 @@ def _choose_deal(
     index: CrmIndex,
     contact_ids: set[int],
     thread_deal: int | None,
+    thread_decided: bool = False,
 ) -> None:
     cand_ids: set[int] = set()
     for link in res.companies:
@@ -168,7 +170,9 @@ def _choose_deal(
                     f"{', '.join(names)} {'is a contact' if len(names) == 1 else 'are contacts'} on the deal", ROLE_BITS
                 )
             )
-        if thread_deal == d.id:
+        if thread_deal == d.id and thread_decided:
+            c.steps.append(Step("a person put earlier mail of this thread on this deal", CORRECTION_BITS))
+        elif thread_deal == d.id:
             c.steps.append(Step("earlier mail in this thread is on this deal", THREAD_BITS))
         cands.append(c)
     decision = decide(cands, only_one_open=len(cands) == 1)

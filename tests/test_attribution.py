@@ -170,6 +170,15 @@ def test_the_thread_keeps_its_deal_when_the_subject_drifts() -> None:
     assert deal_of(res) == 104
 
 
+def test_a_persons_decision_in_the_thread_outweighs_the_words() -> None:
+    subject = "Re: observability platform"
+    # the matcher's own earlier pick does not outweigh a clear mention of another deal...
+    assert deal_of(run([person("e.varga@pelicanfreight.co.uk")], subject=subject, thread_deal=104)) == 103
+    corrected = attribute([person("e.varga@pelicanfreight.co.uk")], T, subject, "", crm(), TEAM, 104,
+                          thread_decided=True)  # fmt: skip
+    assert deal_of(corrected) == 104  # ...a person's correction does
+
+
 def test_mail_before_a_deal_closed_can_belong_to_it_but_not_after() -> None:
     before = run([person("r.ashdown@quarrylane.de")], subject="Barcode rollout sign-off",
                  when=datetime(2026, 6, 1, tzinfo=UTC))  # fmt: skip

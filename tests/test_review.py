@@ -38,6 +38,24 @@ def test_a_choice_in_review_is_recorded_and_survives_reimport(loaded: str, tmp_p
     assert any("chosen by ana" in e for e in row["evidence"])
     deal_view = json.loads(run_cli("timeline", "deal", second["crm_id"], "--json", db=loaded, env=NOW).stdout)
     assert any(i["subject"] == "Invoice address update" for i in deal_view["items"])
+    # a later reply in the thread follows the person's decision, not the matcher's doubt
+    mbox = next(Path(r["location"]) for r in json.loads(run_cli("source", "list", "--json", db=loaded).stdout)
+                if r["kind"] == "mbox")  # fmt: skip
+    with open(mbox, "ab") as fh:
+        fh.write(
+            b"From x Fri Nov 20 09:00:00 2026\nFrom: Ingrid Halvorsen <ingrid@halvorsenmarine.no>\n"
+            b"To: Ana Ruiz <ana@northwind.io>\nSubject: Re: Invoice address update\n"
+            b"Date: Fri, 20 Nov 2026 09:00:00 +0000\nMessage-ID: <reply-after-review@halvorsenmarine.no>\n"
+            b"In-Reply-To: <4bb83a50.a2cd418afa72@halvorsenmarine.no>\n"
+            b"References: <4bb83a50.a2cd418afa72@halvorsenmarine.no>\n\nThanks, all sorted.\n\n"
+        )
+    run_cli("sync", db=loaded, env=NOW)
+    acts = tmp_path / "acts2.jsonl"
+    run_cli("export", "activities", "--out", str(acts), db=loaded, env=NOW)
+    reply = next(json.loads(x) for x in acts.read_text().splitlines() if "<reply-after-review@" in x)
+    assert reply["deal"]["crm_id"] == second["crm_id"] and reply["status"] == "auto"
+    assert any("a person put earlier mail of this thread on this deal" in e for e in reply["evidence"])
+
     # a CRM change re-attributes the company's items, never what a person decided
     deals = tmp_path / "deals.csv"
     text = (DEMO / "crm" / "deals.csv").read_text()
