@@ -21,9 +21,7 @@ def resolve_password(settings: dict[str, Any]) -> str | None:
     cmd = settings.get("password_cmd")
     if cmd:
         try:
-            proc = subprocess.run(
-                cmd, shell=True, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-            )
+            proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise AuthExpired("the password command did not answer within 60 s") from None
         if proc.returncode != 0:
