@@ -736,3 +736,30 @@ def test_quarantined_reason_never_breaks_a_sync(dv: Dovecot) -> None:
     items = [i for b in Spy().run(imap(dv), None)[0] for i in b.items]
     assert isinstance(items[0], Quarantined) and "address" in items[0].reason
     assert isinstance(items[1], MailItem)
+
+
+def test_the_same_mailbox_via_imap_and_via_a_maildir_logs_the_same_activities(
+    sessions: sessionmaker[Session], second_sessions: sessionmaker[Session], dv: Dovecot, tmp_path: Path
+) -> None:
+    """INBOX and Sent on the IMAP server, the same messages as a Maildir++ with a .Sent folder."""
+    setup_imap_demo(sessions, dv)
+    maildir = tmp_path / "Maildir"
+    for folder in (maildir, maildir / ".Sent"):
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True)
+    for n, raw in enumerate(mbox_messages(DEMO / "mail.mbox")):
+        item = parse_message(raw, "x", "x")
+        mine = isinstance(item, MailItem) and item.sender is not None and item.sender.email == OWNER
+        folder = maildir / ".Sent" if mine else maildir
+        (folder / "cur" / f"17000000{n:02d}.M{n}P1.host:2,S").write_bytes(raw)
+    setup_crm(second_sessions)
+    add_source(second_sessions, "maildir", str(maildir), {})
+    for maker in (sessions, second_sessions):
+        rep = SyncEngine(maker, DEMO_NOW, workers=1).run()[0]
+        assert rep.error is None and rep.stats.seen == 41
+    imap_rows, imap_entities = export_rows(sessions)
+    maildir_rows, maildir_entities = export_rows(second_sessions)
+    assert len(imap_rows) > 20
+    # the two sources hand messages over in a different order; only the evidence wording may differ
+    assert [{**r, "evidence": None} for r in imap_rows] == [{**r, "evidence": None} for r in maildir_rows]
+    assert imap_entities == maildir_entities
