@@ -303,6 +303,92 @@ def source_confirm_empty(source_id: int) -> None:
     out.print(f"source {source_id}: the next sync removes what the calendar no longer lists")
 
 
+# ------------------------------------------------------------------------------------------- connect
+connect_app = typer.Typer(help="Connect a Google, Microsoft 365 or Exchange account once.", no_args_is_help=True)
+app.add_typer(connect_app, name="connect")
+
+
+def _add_connected(conn: Any, owner: str) -> None:
+    with state.sessions().begin() as s:
+        for kind, location, settings in conn.sources:
+            row = s.execute(
+                select(Source).where(Source.kind == kind, Source.location == location, Source.owner == owner)
+            ).scalar_one_or_none()
+            if row is None:
+                row = Source(kind=kind, location=location, owner=owner, settings={}, created_at=clock.now())
+                s.add(row)
+            row.settings = settings  # a reconnect keeps the cursor and history, renews the grant
+            row.status, row.last_error = "new" if row.id is None else "ok", None
+            s.flush()
+            out.print(f"source {row.id}: {kind} {location}", markup=False)
+    out.print("connected; run `inkless sync`")
+
+
+def _owner(owner: str) -> str:
+    addr = clean_email(owner)
+    if addr is None:
+        raise BadInput(f"--owner is not an email address: {owner!r}")
+    return addr
+
+
+@connect_app.command("gmail")
+def connect_gmail(
+    owner: Annotated[str, typer.Option(help="The Google account's address.")],
+    client_secrets: Annotated[Path, typer.Option(help="OAuth client file of your Google Cloud project.")] = Path(
+        "client_secret.json"
+    ),
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the address instead (headless).")] = False,
+    port: Annotated[int, typer.Option(help="Loopback port for the redirect (0: any free port).")] = 0,
+    api_endpoint: Annotated[str | None, typer.Option(help="Gmail API endpoint (private or test server).")] = None,
+) -> None:
+    """Let inkless read Gmail and Google Calendar (read-only scopes). Adds a Gmail and a Calendar source."""
+    from .connect import connect_google
+
+    addr = _owner(owner)
+    conn = connect_google(addr, client_secrets, not no_browser, port, api_endpoint, announce=out.print)
+    _add_connected(conn, addr)
+
+
+@connect_app.command("microsoft")
+def connect_ms(
+    owner: Annotated[str, typer.Option(help="The Microsoft 365 account's address.")],
+    client_id: Annotated[
+        str | None, typer.Option(envvar="INKLESS_MS_CLIENT_ID", help="Application (client) id of your app.")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant id or domain (default: common).")] = "common",
+    cloud: Annotated[str, typer.Option(help="global, usgov, usgov-dod or china.")] = "global",
+    authority: Annotated[str | None, typer.Option(help="Login authority URL (overrides --cloud).")] = None,
+    graph_endpoint: Annotated[str | None, typer.Option(help="Graph endpoint URL (overrides --cloud).")] = None,
+) -> None:
+    """Device-code sign-in (Mail.Read, Calendars.Read). Adds a Graph mail and a Graph calendar source."""
+    from .connect import connect_microsoft
+
+    if not client_id:
+        raise BadInput("give --client-id (or INKLESS_MS_CLIENT_ID): the app registered in your Entra ID tenant")
+    addr = _owner(owner)
+    conn = connect_microsoft(addr, client_id, tenant, cloud, authority, graph_endpoint, announce=out.print)
+    _add_connected(conn, addr)
+
+
+@connect_app.command("exchange")
+def connect_ex(
+    owner: Annotated[str, typer.Option(help="The mailbox address.")],
+    server: Annotated[str, typer.Option(help="Exchange server host (on-premises).")],
+    auth: Annotated[str, typer.Option(help="ntlm, basic or oauth.")] = "ntlm",
+    user: Annotated[str | None, typer.Option(help="Login (DOMAIN\\user or UPN; default: the owner).")] = None,
+    password_cmd: Annotated[str | None, typer.Option(help="Shell command printing the password.")] = None,
+    password_env: Annotated[str | None, typer.Option(help="Environment variable holding the password.")] = None,
+) -> None:
+    """Exchange on-premises over EWS (Exchange Online: use `connect microsoft`)."""
+    from providers.secrets import secret_settings
+
+    from .connect import connect_exchange
+
+    addr = _owner(owner)
+    conn = connect_exchange(addr, server, auth, user, secret_settings(password_cmd, password_env))
+    _add_connected(conn, addr)
+
+
 # ---------------------------------------------------------------------------------------------- sync
 @app.command()
 def sync(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from matching.index import CrmIndex, Team
 from providers.base import SyncContext, make_source
-from providers.errors import CursorExpired, InklessError, ProviderError
+from providers.errors import AuthExpired, CursorExpired, InklessError, ProviderError, RateLimited
 from store.models import Source, SyncState
 from store.queries import internal_domains, load_index, refresh_due_rollups, source_owners
 
@@ -134,6 +134,13 @@ class SyncEngine:
                 row.status, row.last_error, row.last_sync_at = "ok", None, self.now
                 if (row.settings or {}).get("confirm_empty"):  # a confirmation is good for one sync
                     row.settings = {k: v for k, v in row.settings.items() if k != "confirm_empty"}
+        except AuthExpired as exc:
+            report.error = str(exc)
+            self._mark_error(source_id, str(exc), status="needs_reconnect")
+        except RateLimited as exc:
+            wait = f" (the provider asked to wait {exc.retry_after:.0f} s)" if exc.retry_after else ""
+            report.error = f"{exc}{wait}; what was fetched so far is stored, the next sync continues"
+            self._mark_error(source_id, report.error, status="backoff")
         except InklessError as exc:
             report.error = str(exc)
             self._mark_error(source_id, str(exc))
@@ -207,10 +214,10 @@ class SyncEngine:
                 report.stopped = True
                 break
 
-    def _mark_error(self, source_id: int, message: str) -> None:
+    def _mark_error(self, source_id: int, message: str, status: str = "error") -> None:
         with self.sessions.begin() as s:
             row = s.get(Source, source_id)
             if row is not None:
-                row.status = "error"
+                row.status = status
                 row.last_error = message[:1000]
                 row.last_sync_at = self.now

@@ -44,6 +44,11 @@ REGISTRY: dict[str, str] = {
     "ics": "providers.ics:IcsSource",
     "imap": "providers.imap:ImapSource",
     "caldav": "providers.caldav:CaldavSource",
+    "gmail": "providers.gmail:GmailSource",
+    "gcal": "providers.gcal:GoogleCalendarSource",
+    "graph_mail": "providers.graph:GraphMailSource",
+    "graph_calendar": "providers.graph:GraphCalendarSource",
+    "exchange": "providers.ews:ExchangeSource",
 }
 
 
