@@ -169,50 +169,36 @@ class SyncEngine:
         """Every batch of one source from ``cursor``, each committed with its cursor."""
         source = make_source(kind, location, owner, settings)
         try:
-            self._pull_batches(source, source_id, owner, settings, cursor, ctx, team, index, report)
+            done = 0
+            for batch in source.batches(cursor, ctx):
+                with self.sessions.begin() as s:
+                    ing = Ingestor(s, source_id, owner, team, index, self.now)
+                    ing.allow_empty = bool((settings or {}).get("confirm_empty"))
+                    try:
+                        stats = ing.apply(batch)
+                    except EmptySnapshot as e:
+                        raise ProviderError(
+                            f"the calendar now lists no events where it had {e.count}; nothing was removed. "
+                            f"If that is right, run: inkless source confirm-empty {source_id}"
+                        ) from None
+                    row = s.get(Source, source_id)
+                    assert row is not None
+                    row.cursor = batch.cursor
+                    row.status = "ok"
+                    row.last_error = None
+                    row.last_sync_at = self.now
+                    row.item_count = (row.item_count or 0) + stats.seen
+                report.stats.add(stats)
+                report.batches += 1
+                done += len(batch.items)
+                if self.progress:
+                    total = done + batch.total_hint if batch.total_hint is not None else None
+                    self.progress(report.label, done, total)
+                if self.stop.is_set():
+                    report.stopped = True
+                    break
         finally:
             source.close()
-
-    def _pull_batches(
-        self,
-        source: Any,
-        source_id: int,
-        owner: str,
-        settings: dict[str, Any],
-        cursor: dict[str, Any] | None,
-        ctx: SyncContext,
-        team: Team,
-        index: CrmIndex,
-        report: SourceReport,
-    ) -> None:
-        done = 0
-        for batch in source.batches(cursor, ctx):
-            with self.sessions.begin() as s:
-                ing = Ingestor(s, source_id, owner, team, index, self.now)
-                ing.allow_empty = bool((settings or {}).get("confirm_empty"))
-                try:
-                    stats = ing.apply(batch)
-                except EmptySnapshot as e:
-                    raise ProviderError(
-                        f"the calendar now lists no events where it had {e.count}; nothing was removed. "
-                        f"If that is right, run: inkless source confirm-empty {source_id}"
-                    ) from None
-                row = s.get(Source, source_id)
-                assert row is not None
-                row.cursor = batch.cursor
-                row.status = "ok"
-                row.last_error = None
-                row.last_sync_at = self.now
-                row.item_count = (row.item_count or 0) + stats.seen
-            report.stats.add(stats)
-            report.batches += 1
-            done += len(batch.items)
-            if self.progress:
-                total = done + batch.total_hint if batch.total_hint is not None else None
-                self.progress(report.label, done, total)
-            if self.stop.is_set():
-                report.stopped = True
-                break
 
     def _mark_error(self, source_id: int, message: str, status: str = "error") -> None:
         with self.sessions.begin() as s:
