@@ -140,9 +140,15 @@ class Dovecot:
             raise RuntimeError(f"dovecot did not start: {errfile.read_text(errors='replace').strip()}")
         pidfile = self.dir / "run" / "master.pid"
         deadline = time.monotonic() + 10
-        while not pidfile.exists() and time.monotonic() < deadline:
+        pid = ""
+        while time.monotonic() < deadline:  # the master writes its pid file non-atomically: wait for content
+            pid = pidfile.read_text().strip() if pidfile.exists() else ""
+            if pid:
+                break
             time.sleep(0.005)
-        self._pid = int(pidfile.read_text().split()[0])
+        if not pid:
+            raise RuntimeError(f"dovecot wrote no pid file:\n{self.log()[-2000:]}")
+        self._pid = int(pid.split()[0])
         if not _wait_for_port(self.port, deadline):
             self.stop()
             raise RuntimeError(f"dovecot is not listening on {self.port}:\n{self.log()[-2000:]}")
