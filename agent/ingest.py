@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from matching.attribute import Result, attribute
+from matching.attribute import SUGGESTED_CONFIDENCE, Result, attribute
 from matching.classify import Skip, classify_mail, classify_meeting
 from matching.identity import domain_of, email_key
 from matching.index import ContactRec, CrmIndex, Team
@@ -342,14 +342,18 @@ class Ingestor:
 
     def _insert_many(self, pending: list[tuple[MailItem | CalendarItem, str | None]]) -> list[int]:
         thread_deals = self._prefetch_thread_deals({tk for _, tk in pending if tk})
-        rows: list[dict[str, Any]] = []
-        extras: list[tuple[list[Participant], Result, dict[str, int]]] = []
-        for it, tk in pending:
+        slots: list[tuple[dict[str, Any], tuple[list[Participant], Result, dict[str, int]]] | None]
+        slots = [None] * len(pending)
+        # attribute in date order so a thread's earlier mail informs its later mail whatever the batch order
+        order = sorted(range(len(pending)), key=lambda n: (pending[n][0].occurred_at, n))
+        for n in order:
+            it, tk = pending[n]
             if isinstance(it, MailItem):
                 sender_internal = it.sender is not None and self.team.is_internal(it.sender.email)
                 direction: str | None = "outbound" if sender_internal else "inbound"
                 people = list(it.participants)
-                subject, text, when = it.subject, it.body_text, it.occurred_at
+                # the stored excerpt, so a later re-attribution sees exactly what this one saw
+                subject, text, when = it.subject, it.body_text[:SNIPPET_CHARS], it.occurred_at
                 values: dict[str, Any] = dict(
                     kind="email", occurred_at=when, end_at=None, ical_uid=None, recurrence_id=None
                 )
@@ -358,7 +362,7 @@ class Ingestor:
                 people = list(it.attendees)
                 if it.organizer and all(p.email != it.organizer.email for p in people):
                     people.insert(0, it.organizer)
-                subject, text, when = it.summary, it.description, it.start
+                subject, text, when = it.summary, it.description[:SNIPPET_CHARS], it.start
                 values = dict(
                     kind="meeting",
                     occurred_at=when,
@@ -380,7 +384,7 @@ class Ingestor:
             if tk and res.deal:
                 thread_deals[tk].append((when, res.deal.target_id, False))
             new_ids = self._create_suggested(res)
-            rows.append(
+            slots[n] = (
                 dict(
                     dedupe_key=dedupe_keys(it)[0][:600],
                     subject=subject[:1000],
@@ -394,9 +398,11 @@ class Ingestor:
                     created_at=self.now,
                     updated_at=self.now,
                     **values,
-                )
+                ),
+                (people, res, new_ids),
             )
-            extras.append((people, res, new_ids))
+        rows = [slot[0] for slot in slots if slot is not None]
+        extras = [slot[1] for slot in slots if slot is not None]
         ids = list(
             self.s.execute(insert(Activity).returning(Activity.id, sort_by_parameter_order=True), rows).scalars()
         )
@@ -409,7 +415,54 @@ class Ingestor:
             self.s.execute(insert(ParticipantRow), people_rows)
         if link_rows:
             self.s.execute(insert(Attribution), link_rows)
+        # only a message that landed on a deal can change the thread hint of the mail after it
+        on_deal = [pend for pend, (_, res, _) in zip(pending, extras, strict=True) if res.deal is not None]
+        self._revisit_later_thread_mates(on_deal, set(ids))
         return ids
+
+    def _revisit_later_thread_mates(
+        self, on_deal: list[tuple[MailItem | CalendarItem, str | None]], new_ids: set[int]
+    ) -> None:
+        """Mail stored before an older message of its thread arrived (mailboxes read in another order)
+        is attributed again, so the result is what date order would have given. Only the mail whose
+        thread hint the new message changes is revisited: the messages after it up to the next one on
+        a deal, and only when that hint differs from the one they had."""
+        by_thread: dict[str, list[MailItem | CalendarItem]] = defaultdict(list)
+        for it, tk in on_deal:
+            if tk:
+                by_thread[tk].append(it)
+        if not by_thread:
+            return
+        stored: dict[str, list[tuple[datetime, int, int | None]]] = defaultdict(list)
+        tks = sorted(by_thread)
+        for i in range(0, len(tks), 500):
+            q = (
+                select(Activity.thread_key, Activity.occurred_at, Activity.id, Attribution.target_id)
+                .outerjoin(Attribution, (Attribution.activity_id == Activity.id) & (Attribution.target_type == "deal"))
+                .where(Activity.thread_key.in_(tks[i : i + 500]))
+            )
+            for tk, when, aid, deal in self.s.execute(q):
+                stored[tk].append((when, aid, deal))
+        revisit: set[tuple[datetime, int]] = set()
+        for tk, items in by_thread.items():
+            mates = sorted(stored[tk])
+            for it in items:
+                before = [m for m in mates if m[0] < it.occurred_at and m[2] is not None and m[1] not in new_ids]
+                after = [m for m in mates if m[0] > it.occurred_at and m[1] not in new_ids]
+                if not after:
+                    continue
+                new_deal = next((m[2] for m in mates if m[0] == it.occurred_at and m[1] in new_ids), None)
+                if before and before[-1][2] == new_deal:
+                    continue  # the mail after it already had this hint
+                for m in after:
+                    revisit.add((m[0], m[1]))
+                    if m[2] is not None:
+                        break  # from here on the hint comes from this message
+        if revisit:
+            self.s.flush()
+            touched = reattribute(self.s, [aid for _, aid in sorted(revisit)], self.index, self.team, self.now)
+            for t, group in touched.items():
+                self.touched[t] |= group
 
     def _lookup_keys(self, keys: set[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -523,7 +576,7 @@ class Ingestor:
                     activity_id=aid,
                     target_type="contact",
                     target_id=cid,
-                    confidence=0.8,
+                    confidence=SUGGESTED_CONFIDENCE,
                     evidence=[nc.evidence],
                     status=res.status,
                 )
@@ -637,7 +690,7 @@ def reattribute(
             if aid not in locked:
                 touched[t].add(tid)
         ingest = Ingestor(session, 0, "", team, index, now)
-        for aid, act in acts.items():
+        for aid, act in sorted(acts.items(), key=lambda kv: (kv[1].occurred_at, kv[0])):
             if aid in locked:
                 continue
             session.execute(delete(Attribution).where(Attribution.activity_id == aid))

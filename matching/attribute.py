@@ -18,6 +18,11 @@ from .index import CrmIndex, Team
 from .people import match_by_name
 
 REVIEW_THRESHOLD = 0.6
+SUGGESTED_CONFIDENCE = 0.8
+
+
+def suggested_evidence(email: str, company: str, domain: str) -> str:
+    return f"{email} is not in the CRM; at {company} by its domain {domain} (suggested contact)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,9 @@ def _contact_link(p: Participant, index: CrmIndex) -> Link | None:
         return None
     label = c.name or p.email
     if c.origin == "suggested":
-        return Link("contact", c.id, 0.9, (f"{p.email} was met before at this company (suggested contact)",))
+        if index.company_for_email(p.email) is not None:
+            return None  # met before at a known company: take the same path (and words) as the first time
+        return Link("contact", c.id, SUGGESTED_CONFIDENCE, (f"{p.email} is a suggested contact, not in the CRM",))
     exact = index.by_email.get(p.email.lower()) == c.id and p.email.lower() == email_key(p.email)
     if exact:
         return Link("contact", c.id, 0.99, (f"{p.email} is the address of {label}",))
@@ -109,9 +116,7 @@ def attribute(
         key = email_key(p.email)
         if key not in seen_new:
             seen_new.add(key)
-            res.new_contacts.append(
-                NewContact(p.email, p.name, co.id, f"{p.email} is new, at {co.name} by domain {dom}")
-            )
+            res.new_contacts.append(NewContact(p.email, p.name, co.id, suggested_evidence(p.email, co.name, dom)))
     res.companies = list(companies.values())
     _choose_deal(res, when, subject, body, index, seen_contacts, thread_deal, thread_decided)
     parts = [link.confidence for link in res.contacts + res.companies]

@@ -95,7 +95,11 @@ def entity_rows(session: Session) -> Iterator[dict[str, Any]]:
         ("deal", Deal),
     )
     for type_name, model in models:
-        rows: Iterator[Any] = iter(session.execute(select(model).order_by(model.id)).scalars())
+        # stable whatever order things were created in: CRM records by CRM id, suggested contacts by address
+        order = [model.crm_id.is_(None), model.crm_id]
+        if model is Contact:
+            order.append(Contact.email)
+        rows: Iterator[Any] = iter(session.execute(select(model).order_by(*order, model.id)).scalars())
         for e in rows:
             yield {
                 "type": type_name,
