@@ -682,6 +682,236 @@ def review(
     out.print(f"{done} decided")
 
 
+# ------------------------------------------------------------------------------------- corrections
+class Scope(str, Enum):
+    item = "item"
+    thread = "thread"
+    sender = "sender"
+    domain = "domain"
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "someone"
+
+
+def _resolve(s: Session, kind: str, query: str) -> Any:
+    from .views import MODELS, find_entity
+
+    if query.startswith("id:") and query[3:].isdigit():
+        ent = s.get(MODELS[kind], int(query[3:]))
+        if ent is None:
+            raise NotFound(f"no {kind} with id {query[3:]}")
+        return ent
+    return find_entity(s, kind, query)
+
+
+@app.command()
+def reassign(
+    activity_id: Annotated[int, typer.Argument(help="The activity (see timeline --json or the web page).")],
+    deal: Annotated[str | None, typer.Option(help="Deal: name, CRM id or id:N.")] = None,
+    company: Annotated[str | None, typer.Option(help="Company: name, domain, CRM id or id:N.")] = None,
+    contact: Annotated[str | None, typer.Option(help="Contact: name, email, CRM id or id:N.")] = None,
+    scope: Annotated[Scope, typer.Option(help="item, thread (and its future replies), sender, domain.")] = Scope.item,
+    address: Annotated[
+        str | None, typer.Option(help="Whose contact is replaced / which sender (default: the outside sender).")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who corrects (recorded in the audit log).")] = None,
+) -> None:
+    """Correct an item's deal, company or contact; a wider scope becomes a rule for future mail too."""
+    from .corrections import reassign as do_reassign
+
+    chosen = [(k, v) for k, v in (("deal", deal), ("company", company), ("contact", contact)) if v]
+    if len(chosen) != 1:
+        raise BadInput("give exactly one of --deal, --company, --contact")
+    kind, query = chosen[0]
+    with state.sessions().begin() as s:
+        ent = _resolve(s, kind, query)
+        corr = do_reassign(s, activity_id, kind, ent.id, scope.value, _actor(actor), clock.now(), address)
+        rule = f", rule #{corr.rule_id} for future mail" if corr.rule_id else ""
+        out.print(
+            f"correction #{corr.id}: {corr.affected} item(s) → {kind} {escape(ent.name or '')}{rule} "
+            f"(undo: inkless undo {corr.id})"
+        )
+
+
+@app.command()
+def ignore(
+    activity_id: Annotated[int | None, typer.Argument(help="An activity to mark not business.")] = None,
+    sender: Annotated[str | None, typer.Option(help="Ignore everything from this address.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Ignore everything from this domain.")] = None,
+    scope: Annotated[Scope, typer.Option(help="With an activity: item, thread, sender or domain.")] = Scope.item,
+    actor: Annotated[str | None, typer.Option(help="Who decides (recorded in the audit log).")] = None,
+) -> None:
+    """Mark mail as not business / private: out of every timeline and export, and future mail skipped."""
+    from .corrections import ignore as do_ignore
+
+    if sum(x is not None for x in (activity_id, sender, domain)) != 1:
+        raise BadInput("give one of: an activity id, --sender ADDRESS, --domain DOMAIN")
+    sc = scope.value
+    if sender is not None:
+        sc = "sender"
+    elif domain is not None:
+        sc = "domain"
+    with state.sessions().begin() as s:
+        corr = do_ignore(
+            s, _actor(actor), clock.now(), activity_id=activity_id, scope=sc, address=sender, domain=domain
+        )
+        rule = f"; rule #{corr.rule_id} skips future mail" if corr.rule_id else ""
+        out.print(
+            f"correction #{corr.id}: {corr.affected} item(s) marked not business{rule} (undo: inkless undo {corr.id})"
+        )
+
+
+@app.command()
+def rules(
+    all_rules: Annotated[bool, typer.Option("--all", help="Include undone rules.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The rules corrections left for future mail."""
+    from .corrections import rules_view
+
+    with state.sessions()() as s:
+        rows = rules_view(s, include_undone=all_rules)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print("no rules yet (a correction with --scope thread|sender|domain, or inkless ignore, makes one)")
+        return
+    t = Table("#", "covers", "does", "by", "since", "items", "correction", box=None, pad_edge=False)
+    for r in rows:
+        does = "not business" if r["action"] == "ignore" else f"→ {r['target']['type']} {r['target']['name']}"
+        if r["undone_at"]:
+            does += f" (undone {r['undone_at'][:10]})"
+        t.add_row(
+            str(r["id"]),
+            escape(r["covers"]),
+            escape(does),
+            escape(r["actor"] or ""),
+            (r["created_at"] or "")[:10],
+            str(r["items"]),
+            str(r["correction"] or ""),
+        )
+    out.print(t)
+
+
+@app.command()
+def undo(
+    correction_id: Annotated[int | None, typer.Argument(help="The correction (default: the latest).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who undoes (recorded in the audit log).")] = None,
+) -> None:
+    """Take a correction back: items restored, its rule retired, later items handed back to the matcher."""
+    from .corrections import undo as do_undo
+
+    with state.sessions().begin() as s:
+        corr = do_undo(s, _actor(actor), clock.now(), correction_id)
+        n = len(corr.before or {})
+        out.print(f"undid correction #{corr.id} ({n} item(s) restored{', rule retired' if corr.rule_id else ''})")
+
+
+@app.command()
+def stale(
+    days: Annotated[int | None, typer.Option(help="No two-way contact for this many days (default 14).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open deals going cold (no reply or no outreach for N days) and open deals with no next meeting."""
+    from .pages import stale_days, stale_view
+
+    sessions = state.sessions()
+    now = clock.now()
+    with sessions.begin() as s:
+        refresh_due_rollups(s, now)
+    with sessions() as s:
+        view = stale_view(s, now, stale_days(days))
+    if as_json:
+        out.print_json(json.dumps(view))
+        return
+    out.print(f"[bold]going cold[/bold] (no two-way contact in {view['days']} days): {len(view['cold'])}")
+    t = Table("deal", "company", "last in", "last out", "next meeting", "why", box=None, pad_edge=False)
+    for r in view["cold"]:
+        t.add_row(
+            escape(r["name"]),
+            escape(r["company"] or ""),
+            (r["last_inbound_at"] or "—")[:10],
+            (r["last_outbound_at"] or "—")[:10],
+            (r["next_meeting_at"] or "—")[:10],
+            escape("; ".join(r["reasons"])),
+        )
+    out.print(t)
+    out.print(f"[bold]no next meeting[/bold]: {len(view['no_next_meeting'])} open deal(s)")
+    for r in view["no_next_meeting"][:50]:
+        out.print(
+            f"  {escape(r['name'])} ({escape(r['company'] or '—')}), last contact {(r['last_contact_at'] or '—')[:10]}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- web
+user_app = typer.Typer(
+    help="People who may sign in to the web page when it listens beyond loopback.", no_args_is_help=True
+)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="A name or email to sign in with.")],
+    token: Annotated[bool, typer.Option(help="Generate a random token instead of asking for a password.")] = False,
+) -> None:
+    """Add a user (or set a new password). The password is read from the terminal or one stdin line."""
+    import secrets as pysecrets
+
+    from .web.auth import add_user
+
+    if token:
+        secret = pysecrets.token_urlsafe(24)
+    elif sys.stdin.isatty():
+        secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        secret = sys.stdin.readline().rstrip("\n")
+    with state.sessions().begin() as s:
+        add_user(s, name, secret, clock.now())
+    if token:
+        out.print(f"user {escape(name)} added; sign-in token (shown once): {secret}")
+    else:
+        out.print(f"user {escape(name)} added")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Users who may sign in."""
+    from store.models import User
+
+    with state.sessions()() as s:
+        for u in s.execute(select(User).order_by(User.name)).scalars():
+            out.print(f"{escape(u.name)}{' (disabled)' if u.disabled_at else ''}")
+
+
+@user_app.command("remove")
+def user_remove(name: str) -> None:
+    """Disable a user (their sessions stop working at once)."""
+    from .web.auth import disable_user
+
+    with state.sessions().begin() as s:
+        disable_user(s, name, clock.now())
+    out.print(f"user {escape(name)} disabled")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; beyond loopback a login is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """The web page: Today, search, timelines, the review queue, corrections, rules and the audit log."""
+    import uvicorn
+
+    from .web.app import create_app
+
+    sessions = state.sessions()
+    application = create_app(sessions, host=host)
+    out.print(f"inkless on http://{host}:{port}/ (Ctrl-C stops)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 # -------------------------------------------------------------------------------------------- export
 class Format(str, Enum):
     jsonl = "jsonl"

@@ -28,15 +28,18 @@ from store.models import (
     Contact,
     ContactEmail,
     Quarantine,
+    Rule,
     Skipped,
     SyncState,
 )
 from store.models import Participant as ParticipantRow
 from store.queries import delete_activities, refresh_rollups
 
+from .corrections import Override, RuleBook, Targets, override_links
+
 SNIPPET_CHARS = 1000
 #: link statuses a person set; they steer later mail of the thread strongly and are never overwritten
-DECIDED = ("confirmed", "corrected")
+DECIDED = ("confirmed", "corrected", "ignored")
 
 
 @dataclass
@@ -88,6 +91,9 @@ class Ingestor:
         self.touched: dict[str, set[int]] = defaultdict(set)
         #: a person confirmed that an empty calendar really is empty (``inkless source confirm-empty``)
         self.allow_empty = False
+        #: what people taught through corrections (threads pinned, senders and domains ignored, ...)
+        self.rules = RuleBook(session if source_id else None)
+        self._targets: Targets | None = None
 
     # -- public -----------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> BatchStats:
@@ -138,8 +144,16 @@ class Ingestor:
     # -- classification ---------------------------------------------------------------------------
     def _classify(self, item: MailItem | CalendarItem) -> Skip | None:
         if isinstance(item, MailItem):
-            return classify_mail(item, self.team, self.index)
-        return classify_meeting(item, self.owner, self.team, self.index)
+            skip = classify_mail(item, self.team, self.index)
+        else:
+            skip = classify_meeting(item, self.owner, self.team, self.index)
+        if skip is None and self.rules:
+            people = item.participants if isinstance(item, MailItem) else item.attendees
+            outside = [p.email for p in people if not self.team.is_internal(p.email)]
+            rid = self.rules.ignoring(outside)
+            if rid is not None:
+                return Skip("ignored", f"a person marked its sender or domain not business (rule #{rid})")
+        return skip
 
     # -- sync state -------------------------------------------------------------------------------
     def _previous_state(self, pids: list[str]) -> dict[str, tuple[str, int | None, str]]:
@@ -381,9 +395,22 @@ class Ingestor:
                 prior[0] if prior else None,
                 thread_decided=bool(prior and prior[1]),
             )
-            if tk and res.deal:
+            pin, rule_id = self._rule_for(it, tk, people)
+            if pin is not None and pin.action == "ignore":
+                values["status"] = "ignored"
+                res = Result(status="ignored", confidence=1.0, evidence=[f"not business: rule #{pin.id}"])
+                text = ""
+            ov = self.rules.override(pin) if pin is not None and pin.action == "assign" else None
+            if tk and (ov is not None and ov.target_type == "deal"):
+                thread_deals[tk].append((when, ov.target_id, True))
+            elif tk and res.deal:
                 thread_deals[tk].append((when, res.deal.target_id, False))
             new_ids = self._create_suggested(res)
+            if ov is not None:
+                values.update(status="corrected", rule_id=ov.rule_id)
+                res.confidence, res.evidence = 1.0, [*res.evidence, ov.label]
+            elif rule_id is not None:
+                values["rule_id"] = rule_id
             slots[n] = (
                 dict(
                     dedupe_key=dedupe_keys(it)[0][:600],
@@ -391,15 +418,14 @@ class Ingestor:
                     direction=direction,
                     thread_key=tk[:600] if tk else None,
                     snippet=text[:SNIPPET_CHARS] or None,
-                    status=res.status,
                     confidence=res.confidence,
                     evidence=res.evidence,
                     candidates=[list(c) for c in res.deal_candidates] or None,
                     created_at=self.now,
                     updated_at=self.now,
-                    **values,
+                    **{"status": res.status, "rule_id": None, **values},
                 ),
-                (people, res, new_ids),
+                (people, res, new_ids, ov),
             )
         rows = [slot[0] for slot in slots if slot is not None]
         extras = [slot[1] for slot in slots if slot is not None]
@@ -408,17 +434,56 @@ class Ingestor:
         )
         people_rows: list[dict[str, Any]] = []
         link_rows: list[dict[str, Any]] = []
-        for aid, (people, res, new_ids) in zip(ids, extras, strict=True):
-            people_rows.extend(self._people_rows(aid, people, res.resolved))
-            link_rows.extend(self._link_rows(aid, res, new_ids))
+        for aid, (people, res, new_ids, ov) in zip(ids, extras, strict=True):
+            prows = self._people_rows(aid, people, res.resolved)
+            links = self._link_rows(aid, res, new_ids)
+            if ov is not None:
+                links, prows = self._pinned(aid, ov, links, prows)
+            people_rows.extend(prows)
+            link_rows.extend(links)
         if people_rows:
             self.s.execute(insert(ParticipantRow), people_rows)
         if link_rows:
             self.s.execute(insert(Attribution), link_rows)
         # only a message that landed on a deal can change the thread hint of the mail after it
-        on_deal = [pend for pend, (_, res, _) in zip(pending, extras, strict=True) if res.deal is not None]
+        on_deal = [pend for pend, (_, res, _, _) in zip(pending, extras, strict=True) if res.deal is not None]
         self._revisit_later_thread_mates(on_deal, set(ids))
         return ids
+
+    def _rule_for(
+        self, it: MailItem | CalendarItem, tk: str | None, people: list[Participant]
+    ) -> tuple[Rule | None, int | None]:
+        """A rule pinning this new item (its thread's, its sender's), else an identity rule at work."""
+        if not self.rules:
+            return None, None
+        if isinstance(it, MailItem):
+            key, sender = tk, it.sender.email if it.sender else None
+        else:
+            key, sender = f"ics:{it.ical_uid}", it.organizer.email if it.organizer else None
+        if sender and self.team.is_internal(sender):
+            sender = None
+        pin = self.rules.for_item(key, sender)
+        if pin is not None:
+            return pin, pin.id
+        return None, self.rules.taught([p.email for p in people if not self.team.is_internal(p.email)])
+
+    def _pinned(
+        self, aid: int, ov: Override, links: list[dict[str, Any]], prows: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if self._targets is None:
+            self._targets = Targets(self.s)
+        replaced = None
+        if ov.target_type == "contact" and ov.address:
+            key = email_key(ov.address)
+            for p in prows:
+                if email_key(p["email"]) == key:
+                    replaced = replaced or p["contact_id"]
+                    p["contact_id"] = ov.target_id
+        bare = [{k: v for k, v in r.items() if k not in ("activity_id", "status")} for r in links]
+        out = [dict(activity_id=aid, **r) for r in override_links(bare, ov, self._targets, replaced)]
+        for r in out:
+            self.touched[r["target_type"]].add(r["target_id"])
+        return out, prows
 
     def _revisit_later_thread_mates(
         self, on_deal: list[tuple[MailItem | CalendarItem, str | None]], new_ids: set[int]
@@ -686,6 +751,7 @@ def reattribute(
             )
         ).all()
         locked = {aid for aid, _, _, st in old if st in DECIDED}
+        locked |= {aid for aid, act in acts.items() if act.status in DECIDED}
         for aid, t, tid, _ in old:
             if aid not in locked:
                 touched[t].add(tid)

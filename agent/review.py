@@ -14,6 +14,8 @@ from store.export import iso
 from store.models import Activity, Attribution, Company, Correction, Deal, Participant
 from store.queries import refresh_rollups
 
+from .corrections import record_review, snapshot
+
 
 def queue(s: Session, limit: int = 50) -> list[dict[str, Any]]:
     """Items needing a decision, newest first, each with its candidates (best first)."""
@@ -74,6 +76,7 @@ def decide(s: Session, activity_id: int, deal_id: int | None, actor: str, now: d
         select(Attribution.target_id).where(Attribution.activity_id == activity_id, Attribution.target_type == "deal")
     ).scalar_one_or_none()
     status = "confirmed" if deal_id == top or (deal_id is None and top is None) else "corrected"
+    before = snapshot(s, [activity_id])
     touched: dict[str, set[int]] = {"deal": {d for d in (old, deal_id) if d is not None}}
     s.execute(delete(Attribution).where(Attribution.activity_id == activity_id, Attribution.target_type == "deal"))
     for link in s.execute(select(Attribution).where(Attribution.activity_id == activity_id)).scalars():
@@ -96,18 +99,18 @@ def decide(s: Session, activity_id: int, deal_id: int | None, actor: str, now: d
     else:
         act.evidence = [*(act.evidence or []), f"{actor} decided in review that no deal applies"]
     act.status, act.confidence, act.updated_at = status, 1.0, now
-    s.add(
-        Correction(
-            activity_id=activity_id,
-            target_type="deal",
-            old_target_id=old if old is not None else top,
-            new_target_id=deal_id,
-            scope="item",
-            rule=None,
-            actor=actor,
-            created_at=now,
-        )
+    corr = Correction(
+        activity_id=activity_id,
+        target_type="deal",
+        old_target_id=old if old is not None else top,
+        new_target_id=deal_id,
+        scope="item",
+        rule=None,
+        actor=actor,
+        created_at=now,
     )
+    s.add(corr)
+    record_review(s, activity_id, before, corr, actor, now)
     s.flush()
     refresh_rollups(s, touched, now)
     return status

@@ -10,7 +10,7 @@ from rapidfuzz import fuzz, process
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from matching.identity import clean_email, email_key, fold
@@ -62,31 +62,41 @@ def find_entity(s: Session, kind: str, query: str) -> Any:
     return s.get(model, best[2])
 
 
-def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 30) -> dict[str, Any]:
-    q = (
-        select(Activity)
-        .join(Attribution, Attribution.activity_id == Activity.id)
-        .where(Attribution.target_type == kind, Attribution.target_id == ent.id)
-        .order_by(Activity.occurred_at.desc())
-    )
-    acts = s.execute(q).scalars().all()
-    upcoming = sorted((a for a in acts if a.occurred_at > now), key=lambda a: a.occurred_at)
-    past = [a for a in acts if a.occurred_at <= now]
-    shown = upcoming + past[: max(0, limit - len(upcoming))]
-    ids = [a.id for a in shown]
+def _people_of(s: Session, ids: list[int]) -> dict[int, list[str]]:
     people: dict[int, list[str]] = defaultdict(list)
-    if ids:
+    for i in range(0, len(ids), 500):
         for aid, email, name, internal in s.execute(
-            select(Participant.activity_id, Participant.email, Participant.name, Participant.is_internal).where(
-                Participant.activity_id.in_(ids)
-            )
+            select(Participant.activity_id, Participant.email, Participant.name, Participant.is_internal)
+            .where(Participant.activity_id.in_(ids[i : i + 500]))
+            .order_by(Participant.id)
         ):
             if not internal:
                 label = name or email
                 if label not in people[aid]:
                     people[aid].append(label)
+    return people
+
+
+def _item(a: Any, people: dict[int, list[str]], now: datetime) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "when": iso(a.occurred_at),
+        "upcoming": a.occurred_at > now,
+        "direction": a.direction,
+        "subject": a.subject,
+        "people": people.get(a.id, []),
+        "status": a.status,
+        "confidence": a.confidence,
+        "snippet": (a.snippet or "")[:160],
+        "thread": a.thread_key or (f"ics:{a.ical_uid}" if a.ical_uid else f"a:{a.id}"),
+    }
+
+
+def entity_head(kind: str, ent: Any) -> dict[str, Any]:
     head = {
         "type": kind,
+        "id": ent.id,
         "crm_id": ent.crm_id,
         "name": ent.name,
         "last_contact_at": iso(ent.last_contact_at),
@@ -96,23 +106,67 @@ def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 3
         "activity_count": ent.activity_count,
     }
     if kind == "deal":
-        head.update(status=ent.status, stage=ent.stage)
-    items = [
-        {
-            "id": a.id,
-            "kind": a.kind,
-            "when": iso(a.occurred_at),
-            "upcoming": a.occurred_at > now,
-            "direction": a.direction,
-            "subject": a.subject,
-            "people": people.get(a.id, []),
-            "status": a.status,
-            "confidence": a.confidence,
-            "snippet": (a.snippet or "")[:160],
-        }
-        for a in shown
-    ]
-    return {"entity": head, "items": items, "total": len(acts)}
+        head.update(status=ent.status, stage=ent.stage, amount=ent.amount, company_id=ent.company_id)
+    if kind == "contact":
+        head.update(email=ent.email, title=ent.title, company_id=ent.company_id, origin=ent.origin)
+    return head
+
+
+def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 30, offset: int = 0) -> dict[str, Any]:
+    """Upcoming meetings on top (soonest first), then a page of the past, newest first; the page's
+    emails grouped by thread. Reads one page, never the whole history (a company may have 10,000)."""
+    linked = (
+        select(Attribution.activity_id)
+        .where(Attribution.target_type == kind, Attribution.target_id == ent.id)
+        .scalar_subquery()
+    )
+    base = select(Activity).where(Activity.id.in_(linked))
+    upcoming = (
+        s.execute(base.where(Activity.occurred_at > now).order_by(Activity.occurred_at, Activity.id).limit(limit))
+        .scalars()
+        .all()
+        if offset == 0
+        else []
+    )
+    past_total = s.execute(
+        select(func.count()).select_from(Activity).where(Activity.id.in_(linked), Activity.occurred_at <= now)
+    ).scalar_one()
+    upcoming_total = s.execute(
+        select(func.count()).select_from(Activity).where(Activity.id.in_(linked), Activity.occurred_at > now)
+    ).scalar_one()
+    room = max(0, limit - len(upcoming)) if offset == 0 else limit
+    past = (
+        s.execute(
+            base.where(Activity.occurred_at <= now)
+            .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+            .offset(offset)
+            .limit(room)
+        )
+        .scalars()
+        .all()
+    )
+    shown = list(upcoming) + list(past)
+    people = _people_of(s, [a.id for a in shown])
+    items = [_item(a, people, now) for a in shown]
+    groups: list[dict[str, Any]] = []
+    by_thread: dict[str, dict[str, Any]] = {}
+    for it in items:
+        g = by_thread.get(it["thread"]) if it["kind"] == "email" and not it["upcoming"] else None
+        if g is None:
+            g = {"thread": it["thread"], "kind": it["kind"], "upcoming": it["upcoming"], "items": []}
+            groups.append(g)
+            if it["kind"] == "email" and not it["upcoming"]:
+                by_thread[it["thread"]] = g
+        g["items"].append(it)
+    shown_past = offset + len(past)
+    return {
+        "entity": entity_head(kind, ent),
+        "items": items,
+        "groups": groups,
+        "total": past_total + upcoming_total,
+        "offset": offset,
+        "next_offset": shown_past if shown_past < past_total else None,
+    }
 
 
 def render_timeline(console: Console, view: dict[str, Any]) -> None:

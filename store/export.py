@@ -27,7 +27,13 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
     ):
         primary_domain.setdefault(cid, dom)
     while True:
-        q = select(Activity).order_by(Activity.occurred_at, Activity.dedupe_key).limit(chunk)
+        # items a person marked not business are kept only so an undo can restore them
+        q = (
+            select(Activity)
+            .where(Activity.status != "ignored")
+            .order_by(Activity.occurred_at, Activity.dedupe_key)
+            .limit(chunk)
+        )
         if after is not None:
             bound = tuple_(literal(after[0], Activity.occurred_at.type), literal(after[1], Activity.dedupe_key.type))
             q = q.where(tuple_(Activity.occurred_at, Activity.dedupe_key) > bound)

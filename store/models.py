@@ -177,11 +177,14 @@ class Activity(Base):
     snippet: Mapped[str | None] = mapped_column(Text, nullable=True)
     ical_uid: Mapped[str | None] = mapped_column(String(500), nullable=True)
     recurrence_id: Mapped[datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="auto", index=True)  # auto|needs_review|confirmed|corrected
+    #: auto | needs_review | confirmed | corrected | ignored (a person said: not business / private)
+    status: Mapped[str] = mapped_column(String(20), default="auto", index=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     evidence: Mapped[Any] = mapped_column(JSON, default=list)
     #: ranked deal candidates [[deal_id, probability], ...] kept for the review queue
     candidates: Mapped[Any] = mapped_column(JSON, nullable=True)
+    #: the correction rule that last decided this item (so undoing the rule can hand it back to the matcher)
+    rule_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
 
@@ -256,6 +259,11 @@ class Quarantine(Base):
 
 
 class Correction(Base):
+    """One decision a person took (a review pick, a reassignment, an ignore), with what it replaced.
+
+    ``before`` holds, per affected activity, its status and links as they were, so ``undo`` can put
+    them back exactly; ``rule_id`` points at the rule a scoped correction left for future mail."""
+
     __tablename__ = "corrections"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     activity_id: Mapped[int | None] = mapped_column(ForeignKey("activities.id", ondelete="SET NULL"), nullable=True)
@@ -267,6 +275,52 @@ class Correction(Base):
     actor: Mapped[str | None] = mapped_column(String(320), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     undone_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"), nullable=True)
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    affected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Rule(Base):
+    """What a scoped correction teaches: applied to the items it covers now and to future mail.
+
+    scope ``thread`` matches a thread key, ``sender`` a normalised address, ``domain`` a domain;
+    action ``assign`` sets ``target_type``/``target_id``, ``ignore`` keeps matching items out of the log."""
+
+    __tablename__ = "rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    match: Mapped[str] = mapped_column(String(600))
+    action: Mapped[str] = mapped_column(String(10))
+    target_type: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: for a contact reassignment: the address whose contact is replaced
+    address: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    undone_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    __table_args__ = (Index("ix_rules_scope_match", "scope", "match"),)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every decision, undo, user change and sign-in. Never mail content."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[Any] = mapped_column(JSON, default=dict)
+
+
+class User(Base):
+    """A person allowed to use the web page when it listens beyond loopback. Only a scrypt hash is kept."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(320), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 ROLLUP_MODELS: dict[str, type[Company] | type[Contact] | type[Deal]] = {
@@ -279,6 +333,7 @@ __all__ = [
     "Activity",
     "ActivityKey",
     "Attribution",
+    "AuditEntry",
     "Base",
     "Company",
     "CompanyDomain",
@@ -290,8 +345,10 @@ __all__ = [
     "Participant",
     "Quarantine",
     "ROLLUP_MODELS",
+    "Rule",
     "Setting",
     "Skipped",
     "Source",
     "SyncState",
+    "User",
 ]

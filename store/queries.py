@@ -23,6 +23,7 @@ from .models import (
     ContactEmail,
     Deal,
     DealContact,
+    Rule,
     Setting,
     Source,
 )
@@ -82,7 +83,22 @@ def load_index(session: Session) -> CrmIndex:
     deal_cols = select(Deal.id, Deal.crm_id, Deal.name, Deal.company_id, Deal.status, Deal.created_at, Deal.close_date)
     for did, crm_id, name, company_id, status, created, closed in session.execute(deal_cols):
         idx.add_deal(DealRec(did, crm_id, name, company_id, status, created, closed, frozenset(roles.get(did, ()))))
+    apply_identity_rules(session, idx)
     return idx
+
+
+def apply_identity_rules(session: Session, idx: CrmIndex) -> None:
+    """What people taught through corrections: "this domain is this company", "this address is this
+    contact". They sit in the index like CRM data, so matching, re-attribution and CRM re-imports all
+    see them, and they win over the CRM's own domains and addresses."""
+    q = select(Rule.scope, Rule.match, Rule.target_type, Rule.target_id).where(
+        Rule.undone_at.is_(None), Rule.action == "assign", Rule.scope.in_(("domain", "sender"))
+    )
+    for scope, match, target_type, target_id in session.execute(q.order_by(Rule.id)):
+        if scope == "domain" and target_type == "company" and target_id in idx.companies:
+            idx.by_domain[match] = target_id
+        elif scope == "sender" and target_type == "contact" and target_id in idx.contacts:
+            idx.by_email[match] = target_id
 
 
 def refresh_rollups(session: Session, touched: dict[str, set[int]], now: datetime) -> None:
