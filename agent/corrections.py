@@ -4,9 +4,10 @@ A correction has a scope: this ``item``, the whole ``thread`` (its replies to co
 from this ``sender``, or this ``domain`` (-> this company). Anything wider than one item is stored as a
 :class:`~store.models.Rule`, applied at once to the items it covers (roll-ups recomputed) and by the
 sync engine to future mail (:class:`RuleBook`). Items a correction decides are ``corrected``: no resync
-or re-attribution overwrites them. Two rules teach identities rather than pin items — "this domain is
-this company" and "this address is this contact" — and live in the CRM index (``load_index``) so the
-matcher itself gets them right from then on, deals included.
+or re-attribution overwrites them. Two rules also teach identities through the CRM index
+(``load_index``), so the matcher gets new addresses and deal candidates right: "this domain is this
+company" (its items are pinned as well: the CRM's own contacts there would say otherwise) and "this
+address is this contact" (its other items are re-attributed with the lesson, not pinned).
 
 Every correction keeps, per affected activity, what it replaced (``before``), so :func:`undo` restores
 exactly that, retires the rule and hands the items the rule decided since back to the matcher. The
@@ -461,7 +462,7 @@ def reassign(
     before = snapshot(s, ids)
     what = f"{target_type} '{name}'"
     label = f"corrected by {actor}: {_describe(scope, match)} → {what}" + (f" (rule #{rule.id})" if rule else "")
-    identity = scope in ("domain", "sender") and (scope == "domain" or target_type == "contact")
+    identity = scope == "sender" and target_type == "contact"
     if identity:
         # taught to the matcher: the clicked item is pinned, the rest re-attributed with the lesson
         assert rule is not None
@@ -750,9 +751,9 @@ class RuleBook:
     def __init__(self, s: Session | None) -> None:
         self.thread: dict[str, Rule] = {}
         self.sender: dict[str, Rule] = {}
+        self.domain: dict[str, Rule] = {}
         self.ignore_sender: dict[str, int] = {}
         self.ignore_domain: dict[str, int] = {}
-        self.teach_domain: dict[str, int] = {}
         self.teach_address: dict[str, int] = {}
         self.names: dict[tuple[str, int], str] = {}
         if s is None:
@@ -773,16 +774,16 @@ class RuleBook:
                 else:
                     self.sender[r.match] = r
             elif r.scope == "domain":
-                self.teach_domain[r.match] = r.id
+                self.domain[r.match] = r
         self._s = s
 
     def __bool__(self) -> bool:
         return bool(
             self.thread
             or self.sender
+            or self.domain
             or self.ignore_sender
             or self.ignore_domain
-            or self.teach_domain
             or self.teach_address
         )
 
@@ -808,20 +809,25 @@ class RuleBook:
             first = first or rid
         return first
 
-    def for_item(self, thread: str | None, sender: str | None) -> Rule | None:
-        """The pinning rule for a new item: its thread's first, else its sender's."""
+    def for_item(self, thread: str | None, sender: str | None, outside: list[str]) -> Rule | None:
+        """The pinning rule for a new item: its thread's first, then its sender's, then a domain's."""
         if thread and thread in self.thread:
             return self.thread[thread]
-        if sender:
-            return self.sender.get(email_key(sender))
+        if sender and email_key(sender) in self.sender:
+            return self.sender[email_key(sender)]
+        if self.domain:
+            for email in outside:
+                d = domain_of(email)
+                while d and "." in d:
+                    if d in self.domain:
+                        return self.domain[d]
+                    d = d.partition(".")[2]
         return None
 
     def taught(self, outside: list[str]) -> int | None:
-        """An identity rule ("this domain is this company", "this address is this contact") at work."""
-        if not (self.teach_domain or self.teach_address):
-            return None
+        """An identity rule ("this address is this contact") at work: the matcher applied it."""
         for email in outside:
-            rid = self.teach_address.get(email_key(email)) or self._domain_rule(self.teach_domain, email)
+            rid = self.teach_address.get(email_key(email))
             if rid is not None:
                 return rid
         return None

@@ -462,10 +462,11 @@ class Ingestor:
             key, sender = f"ics:{it.ical_uid}", it.organizer.email if it.organizer else None
         if sender and self.team.is_internal(sender):
             sender = None
-        pin = self.rules.for_item(key, sender)
+        outside = [p.email for p in people if not self.team.is_internal(p.email)]
+        pin = self.rules.for_item(key, sender, outside)
         if pin is not None:
             return pin, pin.id
-        return None, self.rules.taught([p.email for p in people if not self.team.is_internal(p.email)])
+        return None, self.rules.taught(outside)
 
     def _pinned(
         self, aid: int, ov: Override, links: list[dict[str, Any]], prows: list[dict[str, Any]]

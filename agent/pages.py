@@ -140,19 +140,19 @@ def links_of(s: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     raw: list[tuple[int, str, int]] = []
     for i in range(0, len(ids), 500):
-        raw.extend(
-            s.execute(
-                select(Attribution.activity_id, Attribution.target_type, Attribution.target_id)
-                .where(Attribution.activity_id.in_(ids[i : i + 500]))
-                .order_by(Attribution.id)
-            ).tuples()
-        )
+        for aid, t, tid in s.execute(
+            select(Attribution.activity_id, Attribution.target_type, Attribution.target_id)
+            .where(Attribution.activity_id.in_(ids[i : i + 500]))
+            .order_by(Attribution.id)
+        ):
+            raw.append((aid, t, tid))
     names: dict[str, dict[int, str]] = {}
     for t, model in MODELS.items():
         wanted = {tid for _, tt, tid in raw if tt == t}
-        names[t] = (
-            dict(s.execute(select(model.id, model.name).where(model.id.in_(wanted))).tuples().all()) if wanted else {}
-        )
+        names[t] = {}
+        if wanted:
+            for eid, name in s.execute(select(model.id, model.name).where(model.id.in_(wanted))):
+                names[t][eid] = name
     for aid, t, tid in raw:
         entry = out.setdefault(aid, _no_links())
         ref = {"id": tid, "name": names[t].get(tid) or f"#{tid}"}
