@@ -64,5 +64,13 @@ def run_demo(sessions: sessionmaker[Session], console: Console, db_hint: str = "
     console.print()
     prefix = f"INKLESS_NOW={meta['now']} inkless{db_hint}"
     console.print("Explore the sample further:", markup=False)
-    for cmd in ('timeline company "Halvorsen"', "skipped", "explain 1", "export activities --out acts.jsonl"):
+    for cmd in (
+        'timeline company "Halvorsen"',
+        "skipped",
+        "explain 1",
+        "review",
+        "stale",
+        "serve        # the web page on http://127.0.0.1:8765/",
+        "export activities --out acts.jsonl",
+    ):
         console.print(f"  {prefix} {cmd}", markup=False)
