@@ -211,27 +211,37 @@ def restore(s: Session, snap: dict[str, Any], now: datetime) -> dict[str, set[in
     rows = []
     for i in range(0, len(ids), _CHUNK):
         s.execute(delete(Attribution).where(Attribution.activity_id.in_(ids[i : i + _CHUNK])))
+    updates, people = [], []
+    now_people: dict[int, int | None] = {}
+    for i in range(0, len(ids), _CHUNK):
+        for pid, cid in s.execute(
+            select(Participant.id, Participant.contact_id).where(Participant.activity_id.in_(ids[i : i + _CHUNK]))
+        ):
+            now_people[pid] = cid
     for aid in ids:
         v = snap[str(aid)]
-        s.execute(
-            update(Activity)
-            .where(Activity.id == aid)
-            .values(
-                status=v["status"],
-                confidence=v["confidence"],
-                evidence=v["evidence"],
-                candidates=v["candidates"],
-                rule_id=v["rule_id"],
-                updated_at=now,
-            )
+        updates.append(
+            {
+                "id": aid,
+                "status": v["status"],
+                "confidence": v["confidence"],
+                "evidence": v["evidence"],
+                "candidates": v["candidates"],
+                "rule_id": v["rule_id"],
+                "updated_at": now,
+            }
         )
         for t, tid, conf, ev, st in v["links"]:
             rows.append(dict(activity_id=aid, target_type=t, target_id=tid, confidence=conf, evidence=ev, status=st))
             touched.setdefault(t, set()).add(tid)
-        people = [{"pid": pid, "cid": cid} for pid, cid in v["people"]]
-        if people:
-            for p in people:
-                s.execute(update(Participant).where(Participant.id == p["pid"]).values(contact_id=p["cid"]))
+        # only who a correction re-resolved (a contact reassignment) is written back
+        people.extend(
+            {"id": pid, "contact_id": cid} for pid, cid in v["people"] if pid in now_people and now_people[pid] != cid
+        )
+    if updates:
+        s.execute(update(Activity), updates)
+    if people:
+        s.execute(update(Participant), people)
     if rows:
         s.execute(insert(Attribution), rows)
     return touched
@@ -320,13 +330,16 @@ def _apply_override(s: Session, ids: list[int], ov: Override, now: datetime) -> 
         replaced: dict[int, int | None] = {}
         if ov.target_type == "contact" and ov.address:
             forms = {ov.address, *(_address_forms(s, email_key(ov.address)))}
+            pids = []
             for aid, pid, cid in s.execute(
                 select(Participant.activity_id, Participant.id, Participant.contact_id).where(
                     Participant.activity_id.in_(chunk), Participant.email.in_(forms)
                 )
             ):
                 replaced.setdefault(aid, cid)
-                s.execute(update(Participant).where(Participant.id == pid).values(contact_id=ov.target_id))
+                pids.append(pid)
+            if pids:
+                s.execute(update(Participant).where(Participant.id.in_(pids)).values(contact_id=ov.target_id))
         s.execute(delete(Attribution).where(Attribution.activity_id.in_(chunk)))
         rows = []
         for aid in chunk:
@@ -336,18 +349,20 @@ def _apply_override(s: Session, ids: list[int], ov: Override, now: datetime) -> 
         if rows:
             s.execute(insert(Attribution), rows)
         acts = s.execute(select(Activity.id, Activity.evidence).where(Activity.id.in_(chunk))).all()
-        for aid, ev in acts:
-            s.execute(
-                update(Activity)
-                .where(Activity.id == aid)
-                .values(
-                    status="corrected",
-                    confidence=1.0,
-                    evidence=[*[e for e in (ev or []) if not e.startswith("corrected by ")], ov.label],
-                    rule_id=ov.rule_id,
-                    updated_at=now,
-                )
-            )
+        s.execute(
+            update(Activity),
+            [
+                {
+                    "id": aid,
+                    "status": "corrected",
+                    "confidence": 1.0,
+                    "evidence": [*[e for e in (ev or []) if not e.startswith("corrected by ")], ov.label],
+                    "rule_id": ov.rule_id,
+                    "updated_at": now,
+                }
+                for aid, ev in acts
+            ],
+        )
     return touched
 
 
@@ -779,12 +794,7 @@ class RuleBook:
 
     def __bool__(self) -> bool:
         return bool(
-            self.thread
-            or self.sender
-            or self.domain
-            or self.ignore_sender
-            or self.ignore_domain
-            or self.teach_address
+            self.thread or self.sender or self.domain or self.ignore_sender or self.ignore_domain or self.teach_address
         )
 
     def _domain_rule(self, table: dict[str, int], email: str) -> int | None:

@@ -10,7 +10,7 @@ from rapidfuzz import fuzz, process
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from matching.identity import clean_email, email_key, fold
@@ -128,12 +128,14 @@ def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 3
         if offset == 0
         else []
     )
-    past_total = s.execute(
-        select(func.count()).select_from(Activity).where(Activity.id.in_(linked), Activity.occurred_at <= now)
-    ).scalar_one()
-    upcoming_total = s.execute(
-        select(func.count()).select_from(Activity).where(Activity.id.in_(linked), Activity.occurred_at > now)
-    ).scalar_one()
+    counts = s.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Activity.occurred_at > now, 1), else_=0)), 0),
+        ).where(Activity.id.in_(linked))
+    ).one()
+    upcoming_total = int(counts[1])
+    past_total = int(counts[0]) - upcoming_total
     room = max(0, limit - len(upcoming)) if offset == 0 else limit
     past = (
         s.execute(
@@ -164,7 +166,9 @@ def timeline_view(s: Session, kind: str, ent: Any, now: datetime, limit: int = 3
         "items": items,
         "groups": groups,
         "total": past_total + upcoming_total,
+        "past_total": past_total,
         "offset": offset,
+        "shown_past": len(past),
         "next_offset": shown_past if shown_past < past_total else None,
     }
 

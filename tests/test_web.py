@@ -164,7 +164,7 @@ def test_review_queue_decisions_and_not_business(demo) -> None:
     r = c.post(f"/activity/{hostile}/ignore", data={"csrf": token, "scope": "item"}, follow_redirects=False)
     assert r.status_code == 303
     assert c.get(f"/activity/{hostile}.json").json()["status"] == "ignored"
-    assert c.post(f"/review/{item['id']}", data={"csrf": token, "choice": "bogus"}).status_code == 404
+    assert c.post(f"/review/{item['id']}", data={"csrf": token, "choice": "bogus"}).status_code == 400
 
 
 def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(demo) -> None:

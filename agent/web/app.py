@@ -13,10 +13,11 @@ import hmac
 import os
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from providers.errors import InklessError, NotFound
+from providers.errors import BadInput, InklessError, NotFound
 from store.models import Activity, Correction, Rule
 from store.queries import refresh_due_rollups
 
@@ -57,13 +58,28 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+def _zone() -> tzinfo | None:
+    """``INKLESS_TZ`` (an IANA name), else the machine's own zone."""
+    name = os.environ.get("INKLESS_TZ")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return None
+    return None
+
+
 def _when(value: str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if not value:
         return "—"
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime(fmt)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(_zone()).strftime(fmt)
     except ValueError:
         return value
+
+
+def _zone_name() -> str:
+    return datetime.now(UTC).astimezone(_zone()).strftime("%Z") or "local time"
 
 
 def _safe_next(value: str | None, default: str = "/") -> str:
@@ -150,6 +166,7 @@ def create_app(
             "csrf": request.session.get("csrf", ""),
             "user": request.session.get("user"),
             "flash": flash,
+            "zone": _zone_name(),
             "path": request.url.path,
             "full_path": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
         }
@@ -164,7 +181,14 @@ def create_app(
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, exc: CsrfRefused) -> Response:
-        return JSONResponse({"error": "missing or wrong CSRF token; reload the page"}, status_code=403)
+        message = "missing or wrong CSRF token; reload the page"
+        if (
+            _wants_json(request)
+            or request.headers.get("hx-request") is None
+            and "text/html" not in request.headers.get("accept", "")
+        ):
+            return JSONResponse({"error": message}, status_code=403)
+        return render(request, "error.html", {"error": message}, 403)
 
     @app.exception_handler(InklessError)
     async def inkless_error(request: Request, exc: InklessError) -> Response:
@@ -270,7 +294,7 @@ def create_app(
 
         def work() -> dict[str, Any]:
             if target_type not in MODELS:
-                raise NotFound(f"cannot reassign to a {target_type!r}")
+                raise BadInput(f"cannot reassign to a {target_type!r}")
             with sessions.begin() as s:
                 if raw.isdigit():
                     target_id = int(raw)
@@ -310,18 +334,20 @@ def create_app(
 
     @app.get("/review")
     @app.get("/review.json")
-    def review(request: Request) -> Response:
+    def review(request: Request, at: int | None = None) -> Response:
         with sessions() as s:
             items = queue(s, 50)
             total = s.execute(
                 select(func.count()).select_from(Activity).where(Activity.status == "needs_review")
             ).scalar_one()
-        return render(request, "review.html", {"items": items, "total": total})
+        current = next((n for n, it in enumerate(items) if it["id"] == at), 0)
+        return render(request, "review.html", {"items": items, "total": total, "current": current})
 
     @app.post("/review/{activity_id}")
     async def review_decide(request: Request, activity_id: int) -> Response:
         form = await form_of(request)
         choice = str(form.get("choice") or "")
+        following = str(form.get("following") or "")
         who = actor(request)
 
         def work() -> dict[str, Any]:
@@ -331,7 +357,7 @@ def create_app(
                     return {"text": "Marked not business.", "correction": corr.id}
                 deal_id = int(choice) if choice.isdigit() else None
                 if choice != "none" and deal_id is None:
-                    raise NotFound("pick a deal, none or not business")
+                    raise BadInput("pick a deal, none or not business")
                 status = decide(s, activity_id, deal_id, who, now())
                 cid = (
                     s.execute(
@@ -344,7 +370,8 @@ def create_app(
                 )
                 return {"text": f"Saved ({status}).", "correction": cid}
 
-        return after_post(request, "/review", await run_in_threadpool(work))
+        back = f"/review?at={following}" if following.isdigit() else "/review"
+        return after_post(request, back, await run_in_threadpool(work))
 
     @app.get("/rules")
     @app.get("/rules.json")
