@@ -207,6 +207,13 @@ def test_beyond_loopback_a_sign_in_is_required(demo) -> None:
                 follow_redirects=False)  # fmt: skip
     assert ok.status_code == 303 and ok.headers["location"] == "/rules"
     assert c.get("/today.json").status_code == 200
+    # guessing is slowed: five failures for a name, then even the right password waits
+    other = client(sessions, host="0.0.0.0")
+    t2 = csrf(other, "/login")
+    for _ in range(5):
+        assert other.post("/login", data={"csrf": t2, "name": "ana", "password": "guess guess"}).status_code == 401
+    locked = other.post("/login", data={"csrf": t2, "name": "ana", "password": "correct horse battery"})
+    assert locked.status_code == 429 and "too many attempts" in locked.text
     # the sign-in gave a new CSRF token; the old one no longer works
     assert c.post("/logout", data={"csrf": token}).status_code == 403
     # a tampered cookie is no session at all

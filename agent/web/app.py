@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -45,6 +46,8 @@ from .auth import active_user, session_key, verify_user
 HERE = Path(__file__).parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE = 50
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
 
 
 class CsrfRefused(Exception):
@@ -99,6 +102,8 @@ def create_app(
     now: Callable[[], datetime] = clock.now,
 ) -> FastAPI:
     require_login = host not in LOOPBACK
+    #: failed sign-ins per (client address, name): guessing is slowed to 5 tries per 15 minutes
+    failures: dict[tuple[str, str], list[float]] = {}
     app = FastAPI(title="inkless", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True
@@ -206,6 +211,11 @@ def create_app(
     async def login(request: Request) -> Response:
         form = await form_of(request)
         name, secret = str(form.get("name") or ""), str(form.get("password") or "")
+        client = request.client.host if request.client else "?"
+        recent = [t for t in failures.get((client, name), []) if t > time.monotonic() - LOCKOUT_SECONDS]
+        if len(recent) >= MAX_FAILURES:
+            data = {"next": _safe_next(str(form.get("next") or "")), "error": "too many attempts; wait 15 minutes"}
+            return render(request, "login.html", data, 429)
 
         def work() -> bool:
             with sessions.begin() as s:
@@ -215,8 +225,10 @@ def create_app(
 
         ok = await run_in_threadpool(work)
         if not ok:
+            failures[(client, name)] = [*recent, time.monotonic()]
             data = {"next": _safe_next(str(form.get("next") or "")), "error": "wrong name or password"}
             return render(request, "login.html", data, 401)
+        failures.pop((client, name), None)
         request.session.clear()  # a new session (and CSRF token) on sign-in
         request.session["user"] = name
         request.session["csrf"] = secrets.token_urlsafe(24)
