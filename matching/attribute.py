@@ -9,10 +9,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 
 from providers.records import Participant
 
-from .deals import CORRECTION_BITS, ROLE_BITS, THREAD_BITS, Candidate, Step, Text, decide, open_at, text_step
+from .deals import (
+    CORRECTION_BITS,
+    RANKED_SILENT,
+    ROLE_BITS,
+    THREAD_BITS,
+    Candidate,
+    DealInfo,
+    Step,
+    Text,
+    deal_initials,
+    decide,
+    decide_sparse,
+    text_step,
+)
 from .identity import email_key
 from .index import CrmIndex, Team
 from .people import match_by_name
@@ -142,45 +156,91 @@ def _choose_deal(
     thread_deal: int | None,
     thread_decided: bool = False,
 ) -> None:
-    cand_ids: set[int] = set()
-    for link in res.companies:
-        cand_ids.update(index.deals_by_company.get(link.target_id, ()))
-    for cid in contact_ids:
-        cand_ids.update(index.deals_by_contact.get(cid, ()))
-    deals = sorted(
-        (
-            index.deals[i]
-            for i in cand_ids
-            if open_at(index.deals[i].status, index.deals[i].created_at, index.deals[i].close_date, when)
-        ),
-        key=lambda d: d.id,
-    )
-    if not deals:
+    """Score the deals open at the item's date and pick one (see matching.deals).
+
+    The work per item follows what the item says, not how many deals compete: the deals open at its date
+    come from per-company and per-contact timelines, each deal's words and acronyms are worked out once
+    (``DealInfo``), the item's words are matched against every deal word at once (``Text.maybe``), and only
+    candidates with a sign of evidence (a word or acronym of theirs in the text, a participant's role, the
+    thread) are scored in full. The others score 0 bits, the prior alone, and only count in the
+    normalisation (``decide_sparse``), exactly as if each had been scored."""
+    # the deals of its companies and contacts that were open at the item's date, by id
+    by_company = [index.company_deals(link.target_id).open_at(when) for link in res.companies]
+    by_contact = [index.contact_deals(cid).open_at(when) for cid in contact_ids]
+    groups = [g for g in chain(by_company, by_contact) if g]
+    if not groups:
         return
-    text = Text(subject, body)
+    deals: Sequence[DealInfo]
+    if len(groups) == 1:
+        deals = groups[0]
+    else:
+        merged = {d.id: d for g in groups for d in g}
+        deals = [merged[i] for i in sorted(merged)]
     vocab = index.vocabulary()
-    words = {d.id: index.deal_words(d.id) for d in deals}
-    common = set.intersection(*(set(w) for w in words.values())) if len(deals) > 1 else set()
-    with_roles = {d.id for d in deals if contact_ids & d.contact_ids}
-    cands = []
-    for d in deals:
-        c = Candidate(d.id, d.name)
-        step = text_step(words[d.id], set(words[d.id]) - common, vocab, text)
+    text = Text(subject, body, vocab.lexicon)
+    # words every candidate shares say nothing about which one is meant
+    common: set[str] = set()
+    if len(deals) > 1:
+        common = set(deals[0].words)
+        for d in deals[1:]:
+            if not common:
+                break
+            common.intersection_update(d.words)
+    # a participant's role tells deals apart unless every candidate has one (only deals of the contacts can)
+    with_roles = {d.id for g in by_contact for d in g if not d.contact_ids.isdisjoint(contact_ids)}
+    roles_tell = len(with_roles) < len(deals)
+    # the candidates the text may speak for (a superset of those text_step() gives a step)
+    if common:
+        mentioned = {
+            d.id
+            for d in deals
+            if text.may_mention(
+                [w for w in d.plain if w not in common], deal_initials([w for w in d.words if w not in common])
+            )
+        }
+    else:
+        maybe = text.maybe
+        mentioned = {d.id for d in deals if not maybe.isdisjoint(d.plain)}
+        if len(mentioned) < len(deals) and text.acronyms:
+            keys = text.acronym_keys
+            mentioned.update(d.id for d in deals if not keys.isdisjoint(d.initials))
+    # ... and those with any sign of evidence; the others (most, when many compete) are only counted
+    signal = mentioned | with_roles if roles_tell else set(mentioned)
+    if thread_deal is not None:
+        signal.add(thread_deal)
+    scored: list[Candidate] = []
+    weights = [1.0] * len(deals)  # 2**bits of every candidate, by id: 2**0 for the prior alone
+    silent: list[tuple[int, str]] = []  # (id, name) of the first few without any evidence
+    for k, d in enumerate(deals):
+        if d.id not in signal:
+            if len(silent) < RANKED_SILENT:
+                silent.append((d.id, d.name))
+            continue
+        steps: list[Step] = []
+        step = text_step(d.words, set(d.words) - common, vocab, text) if d.id in mentioned else None
         if step is not None:
-            c.steps.append(step)
-        if d.id in with_roles and len(with_roles) < len(deals):
+            steps.append(step)
+        if roles_tell and d.id in with_roles:
             names = sorted(index.contacts[i].name or "a participant" for i in contact_ids & d.contact_ids)
-            c.steps.append(
+            steps.append(
                 Step(
                     f"{', '.join(names)} {'is a contact' if len(names) == 1 else 'are contacts'} on the deal", ROLE_BITS
                 )
             )
         if thread_deal == d.id and thread_decided:
-            c.steps.append(Step("a person put earlier mail of this thread on this deal", CORRECTION_BITS))
+            steps.append(Step("a person put earlier mail of this thread on this deal", CORRECTION_BITS))
         elif thread_deal == d.id:
-            c.steps.append(Step("earlier mail in this thread is on this deal", THREAD_BITS))
-        cands.append(c)
-    decision = decide(cands, only_one_open=len(cands) == 1)
+            steps.append(Step("earlier mail in this thread is on this deal", THREAD_BITS))
+        if steps:
+            c = Candidate(d.id, d.name, steps)
+            scored.append(c)
+            weights[k] = 2.0**c.bits
+        elif len(silent) < RANKED_SILENT:
+            silent.append((d.id, d.name))
+    if len(deals) == 1:
+        decision = decide(scored or [Candidate(d.id, d.name) for d in deals], only_one_open=True)
+    else:
+        decision = decide_sparse(scored, silent, weights)
     res.deal_candidates = [(c.deal_id, round(p, 3)) for c, p in decision.ranked[:5]]
     if decision.chosen is not None:
         res.deal = Link("deal", decision.chosen.deal_id, round(decision.probability, 3), tuple(decision.evidence))

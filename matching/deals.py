@@ -10,17 +10,26 @@ A deal is chosen only when its probability reaches ``CHOOSE_AT``; otherwise the 
 and companies, gets no deal and goes to review with the ranked candidates. Every weight is derived
 from the CRM and the item itself: word rarity (IDF) over the CRM's deal names, which words a deal
 shares with its company's name or with its rival candidates, contact roles, the thread's history.
+
+The work per item does not grow with the number of candidates: a deal's words, acronyms and open dates
+are worked out once (``DealInfo``, ``DealTimeline``), the item's words are matched once against every deal
+word (``Lexicon``, ``Text.maybe``), and a candidate nothing speaks for is not scored: it has 0 bits like
+all the others of its kind, and ``decide_sparse`` counts it in the normalisation exactly as ``decide``
+would.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from sys import intern
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
@@ -131,8 +140,148 @@ class DealDecision:
     evidence: list[str]
 
 
+# fold() for ASCII text in one pass: every character but a letter or digit becomes a space, capitals lower case
+_ASCII_FOLD = str.maketrans(
+    {
+        chr(c): (chr(c).lower() if chr(c).isalnum() else " ")
+        for c in range(128)
+        if not chr(c).isalnum() or chr(c).isupper()
+    }
+)
+# the case shape of ASCII text (upper, lower, digit, other), to rule out acronyms without a regex scan
+_CASE_SHAPE = str.maketrans(
+    {
+        chr(c): "U" if chr(c).isupper() else "l" if chr(c).islower() else "d" if chr(c).isdigit() else " "
+        for c in range(128)
+    }
+)
+
+
+def _folded_words(text: str) -> list[str]:
+    """``fold(text).split()``: every word, stop words included."""
+    if text.isascii():
+        return text.translate(_ASCII_FOLD).split()
+    return fold(text).split()
+
+
+def _kept(t: str) -> bool:
+    return t not in _STOP and (len(t) >= 2 or t.isdigit())
+
+
 def tokens(text: str) -> list[str]:
-    return [t for t in fold(text).split() if t not in _STOP and (len(t) >= 2 or t.isdigit())]
+    return [t for t in _folded_words(text) if t not in _STOP and (len(t) >= 2 or t.isdigit())]
+
+
+def _typo_limit(word: str) -> int:
+    return 1 if len(word) < 9 else 2
+
+
+def _prefixes(word: str) -> list[str]:
+    """The short forms of a word an item may use for it ("infra" for "infrastructure"), shortest first."""
+    return [word[:k] for k in range(max(4, (len(word) + 1) // 2), len(word))]
+
+
+def deal_initials(words: Sequence[str]) -> set[str]:
+    """The acronyms runs of 2-5 consecutive words go by (digits skipped): what ``_initials_hits`` looks for."""
+    out = set()
+    firsts = ["" if w.isdigit() else w[0] for w in words]
+    for i in range(len(words)):
+        run = firsts[i]
+        for j in range(i + 1, min(len(words), i + 5)):  # the run words[i:j + 1]
+            run += firsts[j]
+            if len(run) >= 2:
+                out.add(run)
+    return out
+
+
+class Lexicon:
+    """Every word of every deal name and the ways an item may write it, so an item's words are looked up
+    once against all deals instead of once per candidate deal.
+
+    A word of an item stands for a deal word written exactly, with a typo (one edit, two for words of nine
+    letters or more), as a numeronym (o11y) or as a prefix (infra). Exact words and prefixes are known up
+    front; typos and numeronyms are worked out the first time a word is seen and remembered (up to
+    ``MAX_LEARNED`` words, then everything learnt is forgotten and learnt again)."""
+
+    MAX_LEARNED = 100_000
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words = frozenset(words)
+        base: dict[str, set[str]] = {}
+        self._long_by_len: dict[int, list[str]] = {}
+        self._by_shape: dict[tuple[str, int, str], list[str]] = {}
+        for w in sorted(self.words):
+            base.setdefault(w, set()).add(w)
+            if w.isdigit():
+                continue
+            self._by_shape.setdefault((w[0], len(w) - 2, w[-1]), []).append(w)
+            if len(w) >= 5:
+                self._long_by_len.setdefault(len(w), []).append(w)
+            for p in _prefixes(w):
+                if _kept(p):
+                    base.setdefault(p, set()).add(w)
+        self._base = {t: frozenset(ws) for t, ws in base.items()}
+        self._windows: dict[int, list[str]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        # new objects rather than cleared ones: a Text keeps the ones it was built with
+        #: word of an item -> the deal words it may stand for
+        self.assoc: dict[str, frozenset[str]] = dict(self._base)
+        #: the words of items that may stand for a deal word
+        self.interesting: set[str] = set(self._base)
+        #: word of an item -> (deal word, edit distance) for every deal word it is a typo of
+        self.near: dict[str, tuple[tuple[str, int], ...]] = {}
+        #: numeronym -> (first letter, letters in between, last letter)
+        self.shape: dict[str, tuple[str, int, str]] = {}
+        self._seen: set[str] = set()  # words learn() was given ...
+        self._learnt: set[str] = set()  # ... and worked out (the same once learn() returns)
+
+    def _window(self, n: int) -> list[str]:
+        """Deal words of five letters or more whose length is within two of ``n``."""
+        out = self._windows.get(n)
+        if out is None:
+            out = [w for k in range(n - 2, n + 3) for w in self._long_by_len.get(k, ())]
+            self._windows[n] = out
+        return out
+
+    def learn(self, *texts: list[str]) -> None:
+        """Work out, for the words not seen before, which deal words they may be a typo or numeronym of."""
+        seen = self._seen
+        n = len(seen)
+        for words in texts:
+            seen.update(words)  # one pass, no new set: in the steady state every word is known
+        if len(seen) == n:
+            return
+        if len(seen) > self.MAX_LEARNED:
+            self._reset()
+            for words in texts:
+                self._seen.update(words)
+        new = set().union(*texts).difference(self._learnt)
+        self._learnt |= new
+        for t in new:
+            if t.isdigit() or not _kept(t):
+                continue
+            stands_for: set[str] = set()
+            window = self._window(len(t))
+            if window:
+                near = tuple(
+                    (w, int(d))
+                    for w, d, _ in process.extract(t, window, scorer=Levenshtein.distance, score_cutoff=2, limit=None)
+                    if d <= _typo_limit(w)
+                )
+                if near:
+                    self.near[t] = near
+                    stands_for.update(w for w, _ in near)
+            m = _NUMERONYM.match(t)
+            if m:
+                key = (m.group(1), int(m.group(2)), m.group(3))
+                if key in self._by_shape:
+                    self.shape[t] = key
+                    stands_for.update(self._by_shape[key])
+            if stands_for:
+                self.assoc[t] = self._base.get(t, frozenset()) | stands_for
+                self.interesting.add(t)
 
 
 class DealVocabulary:
@@ -147,6 +296,7 @@ class DealVocabulary:
         self.n = n
         self.idf = {w: math.log2((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.default = math.log2(n + 1) if n else 1.0
+        self.lexicon = Lexicon(self.idf)
 
     def weight(self, word: str) -> float:
         w = self.idf.get(word, self.default)
@@ -154,10 +304,32 @@ class DealVocabulary:
 
 
 class _Bag:
-    """One part of the text (subject or body) indexed for the lookups deal words need."""
+    """One part of the text (subject or body) indexed for the lookups deal words need.
 
-    def __init__(self, words: list[str]) -> None:
-        self.words = set(words)
+    With a lexicon, a deal word is looked up among the few words of the text that stand for some deal word
+    (``hits``); the full word set is only built to break a tie the way a scan in set order would."""
+
+    def __init__(self, words: list[str], lexicon: Lexicon | None = None) -> None:
+        self._raw = words  # folded words, stop words included
+        self._lexicon = lexicon
+        if lexicon is not None:
+            self.hits = lexicon.interesting.intersection(words)
+            self._near, self._shape = lexicon.near, lexicon.shape
+        else:
+            self.hits = set()
+
+    @cached_property
+    def kept(self) -> list[str]:
+        return [t for t in self._raw if t not in _STOP and (len(t) >= 2 or t.isdigit())]
+
+    @cached_property
+    def words(self) -> set[str]:
+        return set(self.kept)
+
+    def has(self, word: str) -> bool:
+        if self._lexicon is not None and word in self._lexicon.words:
+            return word in self.hits
+        return word in self.words
 
     @cached_property
     def _choices(self) -> list[str]:
@@ -172,10 +344,54 @@ class _Bag:
                 out.append((t, m.group(1), int(m.group(2)), m.group(3)))
         return out
 
+    @cached_property
+    def _typos(self) -> dict[str, list[tuple[str, int]]]:
+        out: dict[str, list[tuple[str, int]]] = {}
+        for t in self.hits:
+            for w, d in self._near.get(t, ()):
+                out.setdefault(w, []).append((t, d))
+        return out
+
+    @cached_property
+    def _shapes(self) -> dict[tuple[str, int, str], list[str]]:
+        out: dict[tuple[str, int, str], list[str]] = {}
+        for t in self.hits:
+            key = self._shape.get(t)
+            if key is not None:
+                out.setdefault(key, []).append(t)
+        return out
+
+    def _first(self, ties: list[str]) -> str:
+        """The tie a scan of the word set would meet first."""
+        if len(ties) == 1:
+            return ties[0]
+        wanted = set(ties)
+        return next(t for t in self.words if t in wanted)
+
     def similar(self, word: str) -> str | None:
         """A token that is the word with a typo, its numeronym (o11y) or a short prefix (infra)."""
+        if self._lexicon is None or word not in self._lexicon.words or word.isdigit():
+            return self._similar_scan(word)
         if len(word) >= 5:
-            limit = 1 if len(word) < 9 else 2
+            typos = self._typos.get(word)
+            if typos:
+                best = min(d for _, d in typos)
+                t = self._first([t for t, d in typos if d == best])
+                if t[:1] == word[:1]:
+                    return t
+        if len(word) >= 2:
+            shaped = self._shapes.get((word[0], len(word) - 2, word[-1]))
+            if shaped:
+                return self._first(shaped)
+        for p in _prefixes(word):
+            if p in self.hits:
+                return p
+        return None
+
+    def _similar_scan(self, word: str) -> str | None:
+        """similar() for a word the lexicon does not know: a scan of the text's words."""
+        if len(word) >= 5:
+            limit = _typo_limit(word)
             hit = process.extractOne(word, self._choices, scorer=Levenshtein.distance, score_cutoff=limit)
             if hit is not None and hit[0][:1] == word[:1]:
                 return str(hit[0])
@@ -187,42 +403,119 @@ class _Bag:
                 return word[:k]
         return None
 
+    def adjacent(self, a: str, b: str) -> bool:
+        """Whether ``b`` is the word after ``a`` (stop words skipped)."""
+        if not (self.has(a) and self.has(b)):
+            return False
+        raw, i = self._raw, -1
+        while True:
+            try:
+                i = raw.index(a, i + 1)
+            except ValueError:
+                return False
+            j = i + 1
+            while j < len(raw) and not _kept(raw[j]):
+                j += 1
+            if j < len(raw) and raw[j] == b:
+                return True
+
+
+def _acronym_matches(text: str) -> list[str]:
+    """What ``_ACRONYM`` finds in the text, less (for ASCII text) words that cannot be acronyms: an acronym
+    that is not title case has a capital after a letter or a lower-case letter after a digit."""
+    if text.isascii():
+        shape = text.translate(_CASE_SHAPE)
+        if "UU" not in shape and "lU" not in shape and "dl" not in shape:
+            return []
+    return _ACRONYM.findall(text)
+
 
 class Text:
-    """An item's subject and body, prepared once for every candidate."""
+    """An item's subject and body, prepared once for every candidate.
 
-    def __init__(self, subject: str, body: str) -> None:
-        self._raw = subject + " " + body[:3000]
-        self._s_words, self._b_words = tokens(subject), tokens(body[:3000])
-        self.subject, self.body = _Bag(self._s_words), _Bag(self._b_words)
+    With the deal vocabulary's lexicon the words of the text are matched against every deal word at once:
+    ``maybe`` holds the deal words the text may mention, so a candidate none of whose words is among them
+    (and that no acronym of the text can stand for) is known to have no text evidence without a lookup."""
+
+    def __init__(self, subject: str, body: str, lexicon: Lexicon | None = None) -> None:
+        self._subject, self._body = subject, body[:3000]
+        s_words, b_words = _folded_words(self._subject), _folded_words(self._body)
+        if lexicon is not None:
+            lexicon.learn(s_words, b_words)
+            self._assoc = lexicon.assoc
+        self._lexicon = lexicon
+        self.subject, self.body = _Bag(s_words, lexicon), _Bag(b_words, lexicon)
         self._found: dict[str, tuple[str, str] | None] = {}
 
     @cached_property
     def bigrams(self) -> set[tuple[str, str]]:
-        s, b = self._s_words, self._b_words
+        s, b = self.subject.kept, self.body.kept
         return set(zip(s, s[1:], strict=False)) | set(zip(b, b[1:], strict=False))
+
+    def adjacent(self, a: str, b: str) -> bool:
+        """Whether (a, b) is in ``bigrams``, without building them."""
+        return self.subject.adjacent(a, b) or self.body.adjacent(a, b)
 
     @cached_property
     def acronyms(self) -> set[str]:
-        return {a.lower() for a in _ACRONYM.findall(self._raw) if not a.istitle()}
+        found = [*_acronym_matches(self._subject), *_acronym_matches(self._body)]
+        return {a.lower() for a in found if not a.istitle()}
+
+    @cached_property
+    def acronym_keys(self) -> frozenset[str]:
+        """The initials the acronyms stand for: each acronym, and it less its last letter (DWH for Data WareHouse)."""
+        return frozenset(self.acronyms) | {a[:-1] for a in self.acronyms}
+
+    @cached_property
+    def maybe(self) -> frozenset[str]:
+        """Deal words the text may mention (exactly, with a typo, as numeronym or prefix); needs a lexicon."""
+        if self._lexicon is None:
+            raise ValueError("Text.maybe needs a lexicon")
+        assoc = self._assoc
+        return frozenset().union(*(assoc[t] for t in self.subject.hits | self.body.hits))
+
+    def may_mention(self, plain: Iterable[str], initials: Iterable[str]) -> bool:
+        """Whether a deal with these distinctive non-digit words and acronyms may have text evidence: when
+        False, text_step() returns None for it. The words must be the lexicon's (a deal's words always are:
+        they are words of its name, and the vocabulary is built from every deal name)."""
+        if self._lexicon is None:
+            return True
+        if not self.maybe.isdisjoint(plain):
+            return True
+        initials = tuple(initials)
+        return bool(initials) and not self.acronym_keys.isdisjoint(initials)
 
     def find(self, word: str) -> tuple[str, str] | None:
         """Where a deal word is mentioned (subject/body) and how it was written."""
         if word in self._found:
             return self._found[word]
         hit: tuple[str, str] | None = None
-        for where, bag in (("subject", self.subject), ("body", self.body)):
-            if word in bag.words:
-                hit = (where, word)
-                break
-        if hit is None and not word.isdigit():
+        if self._lexicon is not None and word in self._lexicon.words:
+            # a word of the lexicon: the text's words that may stand for it are known
+            if word not in self.maybe:
+                pass
+            elif word in self.subject.hits:
+                hit = ("subject", word)
+            elif word in self.body.hits:
+                hit = ("body", word)
+            elif not word.isdigit():
+                hit = self._similar(word)
+        else:
             for where, bag in (("subject", self.subject), ("body", self.body)):
-                t = bag.similar(word)
-                if t is not None:
-                    hit = (where, t)
+                if word in bag.words:
+                    hit = (where, word)
                     break
+            if hit is None and not word.isdigit():
+                hit = self._similar(word)
         self._found[word] = hit
         return hit
+
+    def _similar(self, word: str) -> tuple[str, str] | None:
+        for where, bag in (("subject", self.subject), ("body", self.body)):
+            t = bag.similar(word)
+            if t is not None:
+                return (where, t)
+        return None
 
 
 def _initials_hits(words: list[str], text: Text) -> list[tuple[int, int, str]]:
@@ -240,7 +533,9 @@ def _initials_hits(words: list[str], text: Text) -> list[tuple[int, int, str]]:
     return hits
 
 
-def text_step(name_words: list[str], distinctive: set[str], vocab: DealVocabulary, text: Text) -> Step | None:
+def text_step(
+    name_words: Sequence[str], distinctive: AbstractSet[str], vocab: DealVocabulary, text: Text
+) -> Step | None:
     """How much of the deal's distinctive wording (weighted by rarity) the item mentions."""
     words = [w for w in name_words if w in distinctive]
     total = sum(vocab.weight(w) for w in words)
@@ -264,7 +559,7 @@ def text_step(name_words: list[str], distinctive: set[str], vocab: DealVocabular
     if all(w.isdigit() for w in found):
         return None  # a year alone says nothing
     bits = TEXT_BITS * covered / total
-    phrase = any((a, b) in text.bigrams for a, b in zip(words, words[1:], strict=False) if a in found and b in found)
+    phrase = any(text.adjacent(a, b) for a, b in zip(words, words[1:], strict=False) if a in found and b in found)
     if phrase:
         bits += PHRASE_BITS
     where = "subject" if any(v[0] == "subject" for v in found.values()) else "body"
@@ -278,22 +573,138 @@ def open_at(status: str, created_at: datetime | None, close_date: datetime | Non
     return not (status != "open" and close_date is not None and when > close_date + CLOSE_GRACE)
 
 
+@dataclass(frozen=True, slots=True)
+class DealInfo:
+    """What scoring needs of a deal, worked out once when the index first meets it (not once per item)."""
+
+    id: int
+    name: str
+    words: tuple[str, ...]  # the name's words less its company's (CrmIndex.deal_words)
+    plain: tuple[str, ...]  # those that are not numbers
+    initials: tuple[str, ...]  # acronyms of runs of its words (deal_initials)
+    contact_ids: frozenset[int]
+    #: open from (created_at less a day) until (close_date plus CLOSE_GRACE, once no longer open): None is unbounded
+    opens: datetime | None
+    closes: datetime | None
+
+    @classmethod
+    def of(
+        cls,
+        deal_id: int,
+        name: str,
+        words: Sequence[str],
+        status: str,
+        created_at: datetime | None,
+        close_date: datetime | None,
+        contact_ids: frozenset[int],
+    ) -> DealInfo:
+        words = tuple(words)
+        plain = tuple(w for w in words if not w.isdigit())
+        return cls(
+            deal_id,
+            name,
+            words,
+            words if plain == words else plain,
+            tuple(sorted(intern(a) for a in deal_initials(words))),  # few distinct across deals: shared
+            contact_ids,
+            created_at - timedelta(days=1) if created_at is not None else None,
+            close_date + CLOSE_GRACE if status != "open" and close_date is not None else None,
+        )
+
+    def open_at(self, when: datetime) -> bool:
+        """Same as the module's open_at() for this deal."""
+        return (self.opens is None or not when < self.opens) and (self.closes is None or not when > self.closes)
+
+
+class DealTimeline:
+    """The deals of one company or contact by when they are open: finding the deals open at a date is a
+    binary search over the dates their open spans start and end, not a scan of the deals.
+
+    The dates cut time into segments (the dates themselves and the gaps between them); every segment holds
+    the deals open throughout it, by id. A deal's open span covers consecutive segments, so the segments
+    hold as many entries as the deals span; past ``MAX_DEALS`` deals they could hold too many, and up to
+    ``MIN_DEALS`` a search saves nothing: then the timeline filters its deals instead."""
+
+    MIN_DEALS = 6
+    MAX_DEALS = 256
+    __slots__ = ("deals", "_points", "_segments")
+
+    def __init__(self, deals: Iterable[DealInfo]) -> None:
+        self.deals = tuple(sorted({d.id: d for d in deals}.values(), key=lambda d: d.id))
+        self._points: Sequence[datetime] = ()
+        self._segments: Sequence[tuple[DealInfo, ...]] = ()
+        if not self.MIN_DEALS < len(self.deals) <= self.MAX_DEALS:
+            return
+        try:
+            points = sorted({p for d in self.deals for p in (d.opens, d.closes) if p is not None})
+        except TypeError:  # naive and aware dates mixed: no order to search (filter, as open_at() would)
+            return
+        where = {p: i for i, p in enumerate(points)}
+        # segment 2i is the gap before points[i] (2n: after the last), segment 2i+1 is points[i] itself
+        segments: list[list[DealInfo]] = [[] for _ in range(2 * len(points) + 1)]
+        for d in self.deals:
+            first = 0 if d.opens is None else 2 * where[d.opens] + 1
+            last = 2 * len(points) if d.closes is None else 2 * where[d.closes] + 1
+            for k in range(first, last + 1):
+                segments[k].append(d)
+        shared: list[tuple[DealInfo, ...]] = []
+        for k, seg in enumerate(segments):  # neighbours often hold the same deals: share one tuple
+            shared.append(shared[-1] if k and seg == segments[k - 1] else tuple(seg))
+        self._points, self._segments = points, shared
+
+    def open_at(self, when: datetime) -> Sequence[DealInfo]:
+        """The deals open at the date, by id (DealInfo.open_at)."""
+        if not self._segments:
+            return [d for d in self.deals if d.open_at(when)]
+        points = self._points
+        i = bisect_left(points, when)
+        return self._segments[2 * i + 1 if i < len(points) and points[i] == when else 2 * i]
+
+
+#: how many candidates without evidence decide_sparse() ranks (the lowest ids: they tie)
+RANKED_SILENT = 5
+
+
 def decide(candidates: list[Candidate], only_one_open: bool) -> DealDecision:
     if not candidates:
         return DealDecision(None, 0.0, [], [])
     if only_one_open:
         candidates[0].steps.insert(0, Step("the only deal open at this date", ONLY_CANDIDATE_BITS))
-    denom = sum(2.0**c.bits for c in candidates) + 2.0**NONE_BITS
-    ranked = sorted(((c, 2.0**c.bits / denom) for c in candidates), key=lambda x: (-x[1], x[0].deal_id))
+    return _decide(candidates, [2.0**c.bits for c in candidates], len(candidates))
+
+
+def decide_sparse(scored: list[Candidate], silent: Sequence[tuple[int, str]], weights: list[float]) -> DealDecision:
+    """decide() for two or more candidates when only ``scored`` have evidence.
+
+    The others all score 0 bits: they share one probability and, among themselves, rank by id. ``silent``
+    holds (id, name) of the first ``RANKED_SILENT`` of them (the lowest ids), enough for every ranked place
+    anyone shows; ``weights`` is 2**bits of every candidate in id order (1.0 for one without evidence), so
+    the normalisation is the very sum decide() computes. ``ranked`` holds the scored candidates and as many
+    of the silent ones as can rank among the first ``RANKED_SILENT``."""
+    denom = sum(weights) + 2.0**NONE_BITS
+    prior = 2.0**0 / denom
+    pool = [(c, 2.0**c.bits / denom) for c in scored]
+    room = RANKED_SILENT - sum(1 for _, p in pool if p > prior)
+    pool += [(Candidate(i, name, []), prior) for i, name in silent[: max(room, 0)]]
+    return _ranked(pool, len(weights))
+
+
+def _decide(pool: list[Candidate], weights: list[float], count: int) -> DealDecision:
+    denom = sum(weights) + 2.0**NONE_BITS
+    return _ranked([(c, 2.0**c.bits / denom) for c in pool], count)
+
+
+def _ranked(pool: list[tuple[Candidate, float]], count: int) -> DealDecision:
+    ranked = sorted(pool, key=lambda x: (-x[1], x[0].deal_id))
     best, p = ranked[0]
     chosen = best if p >= CHOOSE_AT else None
     evidence = []
     if chosen is not None:
-        evidence.append(f"deal '{best.name}': {len(candidates)} candidate deal(s) open at this date")
+        evidence.append(f"deal '{best.name}': {count} candidate deal(s) open at this date")
         evidence.extend(f"  {s.bits:+.1f} bits: {s.label}" for s in best.steps)
         runner = f"; next best '{ranked[1][0].name}' {ranked[1][1]:.2f}" if len(ranked) > 1 else ""
         evidence.append(f"  = {best.bits:.1f} bits against 'none of these' {NONE_BITS:.1f} → {p:.2f}{runner}")
     else:
         top = ", ".join(f"'{c.name}' {q:.2f}" for c, q in ranked[:3])
-        evidence.append(f"no deal chosen: {len(candidates)} open deal(s), none clearly meant ({top})")
+        evidence.append(f"no deal chosen: {count} open deal(s), none clearly meant ({top})")
     return DealDecision(chosen, p, ranked, evidence)

@@ -7,12 +7,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import TYPE_CHECKING
 
 from .identity import domain_chain, domain_of, email_key, fold, is_freemail
 
 if TYPE_CHECKING:
-    from .deals import DealVocabulary
+    from .deals import DealInfo, DealTimeline, DealVocabulary
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,9 @@ class CrmIndex:
     by_surname: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _vocab: DealVocabulary | None = None
     _deal_words: dict[int, list[str]] = field(default_factory=dict)
+    _deal_info: dict[int, DealInfo] = field(default_factory=dict)
+    _company_deals: dict[int, DealTimeline] = field(default_factory=dict)
+    _contact_deals: dict[int, DealTimeline] = field(default_factory=dict)
 
     def vocabulary(self) -> DealVocabulary:
         """Word rarity over all deal names (built on first use, rebuilt when deals change)."""
@@ -68,6 +72,15 @@ class CrmIndex:
 
             self._vocab = DealVocabulary(d.name for d in self.deals.values())
         return self._vocab
+
+    def prepare(self) -> None:
+        """Build what deal scoring uses up front (otherwise built on first use): the deal vocabulary and its
+        lexicon, every deal's DealInfo and the per-company and per-contact timelines."""
+        self.vocabulary()
+        for company_id in self.deals_by_company:
+            self.company_deals(company_id)
+        for contact_id in self.deals_by_contact:
+            self.contact_deals(contact_id)
 
     def deal_words(self, deal_id: int) -> list[str]:
         """The deal name's words, less the words of its company's name ("Acme – DWH Migration")."""
@@ -78,9 +91,42 @@ class CrmIndex:
             d = self.deals[deal_id]
             co = self.companies.get(d.company_id) if d.company_id is not None else None
             skip = set(tokens(co.name)) if co else set()
-            words = [w for w in tokens(d.name) if w not in skip]
+            words = [intern(w) for w in tokens(d.name) if w not in skip]  # the same few words in many deals
             self._deal_words[deal_id] = words
         return words
+
+    def deal_info(self, deal_id: int) -> DealInfo:
+        """What scoring needs of a deal (its words, acronyms, open dates), worked out on first use."""
+        info = self._deal_info.get(deal_id)
+        if info is None:
+            from .deals import DealInfo
+
+            d = self.deals[deal_id]
+            words = self.deal_words(deal_id)
+            info = DealInfo.of(d.id, d.name, words, d.status, d.created_at, d.close_date, d.contact_ids)
+            self._deal_info[deal_id] = info
+        return info
+
+    def company_deals(self, company_id: int) -> DealTimeline:
+        """The company's deals (``deals_by_company``) by the dates they are open."""
+        out = self._company_deals.get(company_id)
+        if out is None:
+            out = self._timeline(self.deals_by_company.get(company_id, ()))
+            self._company_deals[company_id] = out
+        return out
+
+    def contact_deals(self, contact_id: int) -> DealTimeline:
+        """The deals the contact has a role on (``deals_by_contact``) by the dates they are open."""
+        out = self._contact_deals.get(contact_id)
+        if out is None:
+            out = self._timeline(self.deals_by_contact.get(contact_id, ()))
+            self._contact_deals[contact_id] = out
+        return out
+
+    def _timeline(self, deal_ids: Iterable[int]) -> DealTimeline:
+        from .deals import DealTimeline
+
+        return DealTimeline(self.deal_info(i) for i in deal_ids)
 
     def add_company(self, c: CompanyRec) -> None:
         self.companies[c.id] = c
@@ -100,6 +146,9 @@ class CrmIndex:
         self.deals[d.id] = d
         self._vocab = None
         self._deal_words.pop(d.id, None)
+        self._deal_info.pop(d.id, None)
+        self._company_deals.clear()
+        self._contact_deals.clear()
         if d.company_id is not None:
             self.deals_by_company[d.company_id].append(d.id)
         for cid in d.contact_ids:

@@ -195,3 +195,105 @@ def test_confidence_and_evidence_add_up() -> None:
     assert lines[0].startswith("deal 'Pelican Freight – Customs Document Automation'")
     assert any("bits:" in e for e in lines) and "→" in lines[-1]
     assert 0 < res.confidence <= 1
+
+
+# ------------------------------------------------------------------ deal scoring at scale (same answers)
+WORDS = ["loom", "telemetry", "retrofit", "dye", "house", "scheduling", "barcode", "rollout", "observability",
+         "platform", "customs", "document", "automation", "managed", "ovens", "service", "kiln", "monitoring",
+         "spindle", "calibration", "freight", "audit"]  # fmt: skip
+
+
+def crowded_crm(n_deals: int = 40) -> CrmIndex:
+    """One company with many open deals: all of them compete for every item of its contacts."""
+    idx = crm()
+    for k in range(n_deals):
+        first, second = WORDS[k % len(WORDS)].title(), WORDS[(7 * k + 3) % len(WORDS)].title()
+        roles = frozenset({10}) if k % 5 == 0 else frozenset()
+        start = datetime(2026, 1, 5, tzinfo=UTC)
+        idx.add_deal(DealRec(200 + k, f"d{200 + k}", f"Quarry Lane – {first} {second} {2020 + k % 7}", 1, "open",
+                             start, None, roles))  # fmt: skip
+    return idx
+
+
+def score_every_candidate(res, subject: str, body: str, idx: CrmIndex, contacts: set[int], thread_deal=None):
+    """The scorer without shortcuts: every open candidate scored in full, the text scanned word by word."""
+    from matching.attribute import ROLE_BITS, THREAD_BITS
+    from matching.deals import Candidate, Step, Text, decide, open_at, text_step
+
+    ids = {i for co in res.companies for i in idx.deals_by_company[co.target_id]}
+    ids |= {i for c in contacts for i in idx.deals_by_contact[c]}
+    deals = sorted((idx.deals[i] for i in ids), key=lambda d: d.id)
+    deals = [d for d in deals if open_at(d.status, d.created_at, d.close_date, T)]
+    text, words = Text(subject, body), {d.id: idx.deal_words(d.id) for d in deals}
+    common = set.intersection(*(set(w) for w in words.values())) if len(deals) > 1 else set()
+    roles = {d.id for d in deals if contacts & d.contact_ids}
+    cands = []
+    for d in deals:
+        c = Candidate(d.id, d.name)
+        step = text_step(words[d.id], set(words[d.id]) - common, idx.vocabulary(), text)
+        c.steps += [step] if step else []
+        if d.id in roles and len(roles) < len(deals):
+            name = idx.contacts[min(contacts & d.contact_ids)].name
+            c.steps.append(Step(f"{name} is a contact on the deal", ROLE_BITS))
+        if thread_deal == d.id:
+            c.steps.append(Step("earlier mail in this thread is on this deal", THREAD_BITS))
+        cands.append(c)
+    decision = decide(cands, only_one_open=len(cands) == 1)
+    return [(c.deal_id, round(p, 3)) for c, p in decision.ranked[:5]], decision.evidence
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "thread_deal"),
+    [
+        ("Spindle calibration 2024 – next steps", "", None),  # named in the subject
+        ("Quick question", "About the spindle calibraton work, see my notes below.", None),  # a typo in the body
+        ("SC kickoff", "", None),  # an acronym
+        ("Invoice address", "Please use our new address.", None),  # nothing: roles and the prior
+        ("Re: next week", "", 207),  # the thread
+    ],
+)
+def test_many_competing_deals_get_the_answer_of_scoring_every_one(subject: str, body: str, thread_deal) -> None:
+    idx = crowded_crm()
+    res = attribute([person("r.ashdown@quarrylane.de")], T, subject, body, idx, TEAM, thread_deal)
+    ranked, evidence = score_every_candidate(res, subject, body, idx, {10}, thread_deal)
+    assert res.deal_candidates == ranked
+    if res.deal is not None:
+        assert list(res.deal.evidence) == evidence
+    else:
+        assert res.deal_note == evidence[0]
+
+
+def test_the_lexicon_finds_deal_words_as_a_scan_of_the_text_does() -> None:
+    from matching.deals import DealVocabulary, Text
+
+    names = ["Observability Platform", "Customs Document Automation", "Infrastructure Audit", "Kiln Monitoring",
+             "Spindle Calibration 2026"]  # fmt: skip
+    vocab = DealVocabulary(names)
+    texts = [
+        ("Re: Obsevability platfrom", "o11y numbers attached; infra audit next"),
+        ("", "Customs docs automaton and kiln monitorng, the spindle calibrations and 2026"),
+        ("CDA – o011y", "montoring / monitering / monitoring2; infrastruct"),
+    ]
+    words = sorted(vocab.idf)
+    for subject, body in texts:
+        fast, scan = Text(subject, body, vocab.lexicon), Text(subject, body)
+        assert [fast.find(w) for w in words] == [scan.find(w) for w in words]
+        assert fast.maybe >= {w for w in words if scan.find(w) is not None}
+
+
+def test_a_timeline_finds_the_deals_open_at_any_date() -> None:
+    from datetime import timedelta
+
+    from matching.deals import CLOSE_GRACE, DealInfo, DealTimeline, open_at
+
+    day = timedelta(days=1)
+    spans = [("open", 0, None), ("won", 0, 30), ("lost", 10, 20), ("open", 25, 5), ("won", None, 40), ("lost", 5, 5),
+             ("won", 20, 10), ("open", None, None), ("lost", 30, 60), ("won", 40, 41)]  # fmt: skip
+    recs = [(i, status, None if c is None else T + c * day, None if e is None else T + e * day)
+            for i, (status, c, e) in enumerate(spans)]  # fmt: skip
+    timeline = DealTimeline(DealInfo.of(i, f"d{i}", (), s, c, e, frozenset()) for i, s, c, e in recs)
+    assert DealTimeline.MIN_DEALS < len(recs) <= DealTimeline.MAX_DEALS  # searched, not filtered
+    dates = [p for _, _, c, e in recs for p in (c, e) if p is not None]
+    probes = {p + k + timedelta(seconds=s) for p in dates for k in (-day, 0 * day, CLOSE_GRACE) for s in (-1, 0, 1)}
+    for when in sorted(probes | {T - 90 * day, T + 90 * day}):
+        assert [d.id for d in timeline.open_at(when)] == [i for i, s, c, e in recs if open_at(s, c, e, when)]
