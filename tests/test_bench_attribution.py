@@ -72,3 +72,19 @@ def test_attribution_pass(benchmark: Any, world: tuple[Any, Any, list[Any]]) -> 
     assert checks["expected_companies_found"] == 1.0
     assert checks["bare_namesakes_linked"] == 0.0  # a name alone never links anyone
     assert checks["with_deal"] > 0.2 and checks["with_new_contact"] > 0.02
+
+
+def test_items_concern_accounts_at_the_set_share_whatever_the_crm_size() -> None:
+    """The mail is the same at every CRM size: the share of items about a company with deals is the workload's
+    (``ACCOUNT_SHARE``), not the share of such companies in the CRM (here about a fifth of them)."""
+    crm = bench.generate_crm(CONTACTS, 30, SEED)
+    index = bench.build_index(crm)
+    accounts = set(crm.deals_by_company)
+    assert 0.1 < len(accounts) / len(crm.companies) < 0.35
+
+    def share(items: list[Any]) -> float:
+        about = [next(iter(it.expect_companies)) for it in items if it.kind in ("exact", "alias")]
+        return sum(co in accounts for co in about) / len(about)
+
+    assert abs(share(bench.generate_items(crm, index, 2000, SEED)) - bench.ACCOUNT_SHARE) < 0.04
+    assert share(bench.generate_items(crm, index, 2000, SEED, account_share=None)) < 0.35
