@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -940,15 +941,51 @@ def _write(rows: Iterator[dict[str, Any]], fmt: Format, dest: Path) -> int:
     return n
 
 
+EXPORT_MARK = "export.activities.at"
+
+
+def _instant(text: str, option: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{option}: {text!r} is not a date and time (e.g. 2026-11-24T09:00:00Z)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 @export_app.command("activities")
 def export_activities(
     out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
     fmt: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="Only activities logged or re-linked since the last activities export (all, the first time).",
+        ),
+    ] = False,
+    changed_since: Annotated[
+        str | None, typer.Option("--changed-since", help="Only activities logged or re-linked since this instant.")
+    ] = None,
 ) -> None:
-    """Every logged activity with its contacts, companies, deal, status, confidence and evidence."""
-    with state.sessions()() as s:
-        n = _write(activity_rows(s), fmt, out_path)
-    out.print(f"wrote {n} activities to {out_path}")
+    """Every logged activity with its contacts, companies, deal, status, confidence and evidence.
+
+    With --changed or --changed-since, only what changed (new items, other links or status after a correction,
+    a review decision or a CRM change), each with its updated_at; an item marked not business since comes once
+    more with status "ignored" and no links, for the receiving CRM to remove."""
+    if changed and changed_since:
+        raise BadInput("give --changed or --changed-since, not both")
+    sessions = state.sessions()
+    started = clock.now()  # the next --changed starts here: what changes during this export comes again
+    since = _instant(changed_since, "--changed-since") if changed_since else None
+    with sessions() as s:
+        if changed:
+            mark = get_setting(s, EXPORT_MARK)
+            since = _instant(mark, EXPORT_MARK) if mark else datetime(1970, 1, 1, tzinfo=UTC)
+        n = _write(activity_rows(s, changed_since=since), fmt, out_path)
+    with sessions.begin() as s:
+        set_setting(s, EXPORT_MARK, started.astimezone(UTC).isoformat())
+    what = "activities" if since is None else f"activities changed since {since.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
+    out.print(f"wrote {n} {what} to {out_path}")
 
 
 @export_app.command("entities")

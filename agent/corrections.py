@@ -672,7 +672,9 @@ def undo(s: Session, actor: str, now: datetime, correction_id: int | None = None
         for i in range(0, len(handed_back), _CHUNK):
             chunk = handed_back[i : i + _CHUNK]
             s.execute(update(Attribution).where(Attribution.activity_id.in_(chunk)).values(status="auto"))
-            s.execute(update(Activity).where(Activity.id.in_(chunk)).values(status="auto", rule_id=None))
+            s.execute(
+                update(Activity).where(Activity.id.in_(chunk)).values(status="auto", rule_id=None, updated_at=now)
+            )
         from .ingest import reattribute
 
         s.flush()

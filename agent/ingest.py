@@ -753,9 +753,11 @@ def reattribute(
         ).all()
         locked = {aid for aid, _, _, st in old if st in DECIDED}
         locked |= {aid for aid, act in acts.items() if act.status in DECIDED}
+        before: dict[int, set[tuple[str, int]]] = defaultdict(set)
         for aid, t, tid, _ in old:
             if aid not in locked:
                 touched[t].add(tid)
+                before[aid].add((t, tid))
         ingest = Ingestor(session, 0, "", team, index, now)
         for aid, act in sorted(acts.items(), key=lambda kv: (kv[1].occurred_at, kv[0])):
             if aid in locked:
@@ -776,9 +778,10 @@ def reattribute(
             rows = ingest._link_rows(aid, res, new_ids)
             if rows:
                 session.execute(insert(Attribution), rows)
+            if {(r["target_type"], r["target_id"]) for r in rows} != before[aid] or act.status != res.status:
+                act.updated_at = now  # what an export of changes picks up: other links or another status
             act.status, act.confidence, act.evidence = res.status, res.confidence, res.evidence
             act.candidates = [list(c) for c in res.deal_candidates] or None
-            act.updated_at = now
             for t, ids in ingest.touched.items():
                 touched[t] |= ids
             ingest.touched = defaultdict(set)

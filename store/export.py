@@ -19,7 +19,12 @@ def iso(d: datetime | None) -> str | None:
     return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+def activity_rows(
+    session: Session, chunk: int = 1000, changed_since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every logged activity; with ``changed_since`` only those logged or re-linked at or after it (their
+    ``updated_at``), each with that ``updated_at``, and items a person has since marked not business once
+    more, with status "ignored" and no links, so the receiving CRM can take them out."""
     after: tuple[datetime, str] | None = None
     primary_domain: dict[int, str] = {}
     for dom, cid in session.execute(
@@ -28,12 +33,11 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
         primary_domain.setdefault(cid, dom)
     while True:
         # items a person marked not business are kept only so an undo can restore them
-        q = (
-            select(Activity)
-            .where(Activity.status != "ignored")
-            .order_by(Activity.occurred_at, Activity.dedupe_key)
-            .limit(chunk)
-        )
+        q = select(Activity).order_by(Activity.occurred_at, Activity.dedupe_key).limit(chunk)
+        if changed_since is None:
+            q = q.where(Activity.status != "ignored")
+        else:
+            q = q.where(Activity.updated_at >= changed_since)
         if after is not None:
             bound = tuple_(literal(after[0], Activity.occurred_at.type), literal(after[1], Activity.dedupe_key.type))
             q = q.where(tuple_(Activity.occurred_at, Activity.dedupe_key) > bound)
@@ -78,7 +82,9 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
             cs = sorted((contacts[t] for t, _ in ln.get("contact", []) if t in contacts), key=lambda c: c.email or "")
             cos = sorted((companies[t] for t, _ in ln.get("company", []) if t in companies), key=lambda c: c.name)
             dl = [deals[t] for t, _ in ln.get("deal", []) if t in deals]
-            yield {
+            if a.status == "ignored":
+                cs, cos, dl = [], [], []
+            row = {
                 "kind": a.kind,
                 "message_ids": sorted(mids.get(a.id, [])) if a.kind == "email" else [],
                 "ical_uid": a.ical_uid,
@@ -92,6 +98,9 @@ def activity_rows(session: Session, chunk: int = 1000) -> Iterator[dict[str, Any
                 "confidence": round(float(a.confidence), 3),
                 "evidence": list(a.evidence or []),
             }
+            if changed_since is not None:
+                row["updated_at"] = iso(a.updated_at)
+            yield row
 
 
 def entity_rows(session: Session) -> Iterator[dict[str, Any]]:

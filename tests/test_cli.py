@@ -15,25 +15,19 @@ DEMO = ROOT / "agent" / "demo_data"
 NOW = {"INKLESS_NOW": "2026-11-20T12:00:00Z"}
 
 
+def import_demo_crm(db: str, env: dict[str, str]) -> None:
+    crm = DEMO / "crm"
+    files = [(f"--{n}", str(crm / f"{n}.csv")) for n in ("companies", "contacts", "deals")]
+    run_cli("crm", "import", *(x for pair in files for x in pair), db=db, env=env)
+
+
 @pytest.fixture
 def loaded(db_url: str, tmp_path: Path) -> str:
     shutil.copy(DEMO / "mail.mbox", tmp_path / "mail.mbox")
     shutil.copy(DEMO / "calendar.ics", tmp_path / "calendar.ics")
     run_cli("init", "--internal-domain", "northwind.io", db=db_url, env=NOW)
     run_cli("init", "--internal-domain", "northwindlabs.com", db=db_url, env=NOW)
-    crm = DEMO / "crm"
-    run_cli(
-        "crm",
-        "import",
-        "--companies",
-        str(crm / "companies.csv"),
-        "--contacts",
-        str(crm / "contacts.csv"),
-        "--deals",
-        str(crm / "deals.csv"),
-        db=db_url,
-        env=NOW,
-    )
+    import_demo_crm(db_url, NOW)
     run_cli("source", "add", "mbox", str(tmp_path / "mail.mbox"), "--owner", "ana@northwind.io", db=db_url, env=NOW)
     run_cli("source", "add", "ics", str(tmp_path / "calendar.ics"), "--owner", "Ana@Northwind.io", db=db_url, env=NOW)
     return db_url
