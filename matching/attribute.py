@@ -201,7 +201,7 @@ def _choose_deal(
     else:
         maybe = text.maybe
         mentioned = {d.id for d in deals if not maybe.isdisjoint(d.plain)}
-        if len(mentioned) < len(deals) and text.acronyms:
+        if len(mentioned) < len(deals) and text.has_acronyms:
             keys = text.acronym_keys
             mentioned.update(d.id for d in deals if not keys.isdisjoint(d.initials))
     # ... and those with any sign of evidence; the others (most, when many compete) are only counted
@@ -211,22 +211,29 @@ def _choose_deal(
     scored: list[Candidate] = []
     weights = [1.0] * len(deals)  # 2**bits of every candidate, by id: 2**0 for the prior alone
     silent: list[tuple[int, str]] = []  # (id, name) of the first few without any evidence
+    role_steps: dict[frozenset[int], Step] = {}
     for k, d in enumerate(deals):
         if d.id not in signal:
             if len(silent) < RANKED_SILENT:
                 silent.append((d.id, d.name))
             continue
         steps: list[Step] = []
-        step = text_step(d.words, set(d.words) - common, vocab, text) if d.id in mentioned else None
+        if d.id not in mentioned:
+            step = None
+        elif common:
+            step = text_step(d.words, set(d.words) - common, vocab, text)
+        else:
+            step = text_step(d.words, set(d.words), vocab, text, d.initials)
         if step is not None:
             steps.append(step)
         if roles_tell and d.id in with_roles:
-            names = sorted(index.contacts[i].name or "a participant" for i in contact_ids & d.contact_ids)
-            steps.append(
-                Step(
-                    f"{', '.join(names)} {'is a contact' if len(names) == 1 else 'are contacts'} on the deal", ROLE_BITS
-                )
-            )
+            on = d.contact_ids.intersection(contact_ids)
+            role = role_steps.get(on)
+            if role is None:  # the same participants are often on several of the deals: one step for them
+                names = sorted(index.contacts[i].name or "a participant" for i in on)
+                verb = "is a contact" if len(names) == 1 else "are contacts"
+                role = role_steps[on] = Step(f"{', '.join(names)} {verb} on the deal", ROLE_BITS)
+            steps.append(role)
         if thread_deal == d.id and thread_decided:
             steps.append(Step("a person put earlier mail of this thread on this deal", CORRECTION_BITS))
         elif thread_deal == d.id:

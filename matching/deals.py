@@ -20,6 +20,7 @@ would.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from bisect import bisect_left
@@ -34,7 +35,7 @@ from sys import intern
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from .identity import fold
+from .identity import fold, is_given_name, name_forms
 
 #: bits for "the item is about none of the candidates" — the default when nothing speaks for a deal
 NONE_BITS = 2.0
@@ -43,12 +44,16 @@ ONLY_CANDIDATE_BITS = 3.0
 #: full coverage of a deal's distinctive words in the subject (body mentions count BODY_FACTOR as much)
 TEXT_BITS = 8.0
 BODY_FACTOR = 0.75
+#: a deal word written as its prefix ("infra") counts this much of the word written out
+PREFIX_FACTOR = 0.5
+#: a mention made only of look-alikes in the body (prefixes, typos of words under nine letters) counts this much
+LOOKALIKE_FACTOR = 0.5
 #: consecutive deal words found consecutively in the text
 PHRASE_BITS = 1.0
 #: a participant is a contact on the deal (only when it tells candidates apart)
 ROLE_BITS = 3.5
 #: the thread's earlier mail was attributed to the deal
-THREAD_BITS = 4.0
+THREAD_BITS = 5.5
 #: a person corrected or confirmed this thread onto the deal
 CORRECTION_BITS = 10.0
 CHOOSE_AT = 0.6
@@ -57,60 +62,109 @@ CLOSE_GRACE = timedelta(days=1)
 
 _NUMERONYM = re.compile(r"^([a-z])(\d{1,2})([a-z])$")
 _ACRONYM = re.compile(r"\b[A-Z][A-Za-z0-9]{1,6}\b")
-# function words carry no deal information in any of the languages deal names are commonly written in
-_STOP = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "the",
-        "of",
-        "for",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "with",
-        "from",
-        "or",
-        "vs",
-        "via",
-        "per",
-        "de",
-        "la",
-        "le",
-        "les",
-        "des",
-        "du",
-        "et",
-        "en",
-        "el",
-        "los",
-        "las",
-        "del",
-        "y",
-        "der",
-        "die",
-        "das",
-        "und",
-        "für",
-        "von",
-        "zu",
-        "im",
-        "am",
-        "mit",
-        "inc",
-        "ltd",
-        "llc",
-        "gmbh",
-        "ag",
-        "sa",
-        "co",
-        "corp",
-        "plc",
-    }
+# function words carry no deal information in any of the languages deal names are commonly written in (folded:
+# "für" is "fur"); not two-letter words that double as codes (IT, NA, EU, ES, US)
+_STOP_WORDS = """
+    a an and the of for to in on at by with from or vs via per as into is are be this that our your
+    de la le les des du et en un une pour par sur avec dans au aux ou est nous vous votre notre ce cette ces
+    el los las del y para con por al una unos unas su sus que nuestro nuestra
+    da do das dos em ao aos com um uma pelo pela
+    di il lo gli della dello delle dei degli nel nella alla
+    der die das und fur von zu im am mit dem den ein eine einer eines einem auf bei uber nach vom zum zur aus oder
+    het een van voor met naar bij
+    inc ltd llc gmbh ag sa co corp plc
+"""
+_STOP = frozenset(_STOP_WORDS.split())
+# reply and forward prefixes of mail clients in several languages, with counters ("Re[2]:", "AW:", "SV:", "RV:")
+_PREFIX = re.compile(
+    r"^(?:\s*(?:re|fw|fwd|aw|wg|sv|vs|tr|rv|ref|antw|odp|enc|r|i|vb|doorst|vl|ynt|reenv)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
+    re.I,
 )
+_FORWARD = re.compile(r"^\s*(?:fw|fwd|wg|tr|rv|enc|i|vb|doorst|vl|reenv)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.I)
+# quoted mail in a reply: "> " lines; "-----Original Message-----" in its languages; a header line
+# ending in a colon: "On <date>, <name> wrote:" in its languages (an opening word, a date, the verb; German,
+# Dutch, Swedish and Polish put the name after the verb) and Outlook's "From: <name> Sent: <date>" block
+_QUOTE_RULE = re.compile(
+    r"-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|Mensaje original|Mensagem original"
+    r"|Messaggio originale|Oorspronkelijk bericht|Ursprungligt meddelande|Alkuperäinen viesti)",
+    re.I,
+)
+_QUOTE_VERB_END = re.compile(r"\b(?:wrote|a écrit|escribió|escreveu|ha scritto|kirjoitti)\s?$")
+_QUOTE_VERB_BEFORE_NAME = ("schrieb", "schreef", "skrev", "napisał")
+_QUOTE_OPEN = re.compile(r"\b(?:On|Am|Le|El|Em|Il|Op|Den|På|W dniu)\s")
+_QUOTE_SENT_END = re.compile(r"\b(?:Sent|Gesendet|Envoyé|Enviado|Inviato|Verzonden|Skickat|Sendt|Lähetetty)\s?$")
+_QUOTE_FROM = re.compile(r"\b(?:From|Von|De|Da|Van|Från|Fra|Lähettäjä)\s?:")
+_QUOTED_LINE = re.compile(r"^[ \t]*>.*(?:\n|$)", re.M)
+_LOWER_WORD = re.compile(r"\b[a-z]{3,5}\b")
+_HTML_TAG = re.compile(r"<[a-zA-Z/!][^<>]{0,300}>")
+# two letters or digits with something else between them: a compound ("E-Commerce", "S/4HANA")
+_TWO_PIECES = re.compile(r"[^\W_][\W_]+[^\W_]")
+# what may give a name's words another spelling: the punctuation of a compound, an umlaut or ring letter
+_JOINER = re.compile(r"[-/.'’&+]")
+_UMLAUT = re.compile(r"[ÄÖÜÅØÆäöüåøæ]")
+# a capital after a lower-case letter starts a new word inside a name written in camelCase ("DataLake")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
+
+
+def strip_prefixes(subject: str) -> str:
+    """The subject without reply and forward prefixes: "AW: WG: Angebot" -> "Angebot"."""
+    head = subject[:12]
+    if ":" not in head and "：" not in head:
+        return subject
+    m = _PREFIX.match(subject)
+    return subject[m.end() :] if m else subject
+
+
+def own_words(body: str) -> str:
+    """The body up to the first quoted mail: the author's words, not the earlier messages a reply carries."""
+    if body.startswith(">") or "\n>" in body:
+        body = _QUOTED_LINE.sub("", body)  # quoted lines, wherever the author wrote (above or below them)
+    cut = len(body)
+    if "-----" in body:
+        m = _QUOTE_RULE.search(body, 0, cut)
+        if m:
+            cut = m.start()
+    # every quote header ends in a colon followed by a space or a line break (not a time, not a URL)
+    p = body.find(":", 0, cut)
+    while p >= 0:
+        if p + 1 == len(body) or body[p + 1].isspace():
+            start = _quote_header_start(body, p)
+            if start is not None:
+                return body[:start]
+        p = body.find(":", p + 1, cut)
+    return body[:cut]
+
+
+def _quote_header_start(body: str, colon: int) -> int | None:
+    """Where the quote header ending at this colon starts, or None when the colon ends no quote header."""
+    head = body[max(0, colon - 300) : colon]
+    offset = colon - len(head)
+    tail = head[-16:]
+    if _QUOTE_SENT_END.search(tail):
+        froms = [f.start() for f in _QUOTE_FROM.finditer(head)]
+        return offset + froms[-1] if froms else None
+    verb = _QUOTE_VERB_END.search(tail)
+    if verb is not None:
+        at = len(head) - len(tail) + verb.start()
+    else:
+        found = [head.rfind(v) for v in _QUOTE_VERB_BEFORE_NAME]
+        at = max(found)
+        if at < 0:
+            return None
+    opens = [o.start() for o in _QUOTE_OPEN.finditer(head, max(0, at - 250), at)]
+    # the nearest opening word before the verb, with a date (digits) between them
+    if opens and any(ch.isdigit() for ch in head[opens[-1] : at]):
+        return offset + opens[-1]
+    return None
+
+
+def plain_text(body: str) -> str:
+    """Text with leftover HTML tags and character references ("&nbsp;", "&uuml;") resolved."""
+    if "<" in body:
+        body = _HTML_TAG.sub(" ", body)
+    if "&" in body:
+        body = html.unescape(body)
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +223,73 @@ def _kept(t: str) -> bool:
 
 
 def tokens(text: str) -> list[str]:
+    """The words of a deal or company name that can tell it apart: folded, camelCase split, stop words dropped."""
+    if not (text.islower() or text.istitle()):
+        text = _CAMEL.sub(" ", text)
     return [t for t in _folded_words(text) if t not in _STOP and (len(t) >= 2 or t.isdigit())]
+
+
+def _may_alias(name: str) -> bool:
+    """Whether aliases() may find something: cheap tests that rule out most names."""
+    return bool(_JOINER.search(name) or not (name.islower() or name.istitle()) or _UMLAUT.search(name))
+
+
+def aliases(name: str) -> dict[str, tuple[str, ...]]:
+    """Single words an item may write for words of the name: a compound joined ("ecommerce" for E-Commerce,
+    "s4hana" for S/4HANA, "prj2041" for PRJ-2041, "datalake" for DataLake) and a German or Scandinavian
+    spelling of an umlaut ("abfuellanlage" for Abfüllanlage)."""
+    out: dict[str, tuple[str, ...]] = {}
+    if not _may_alias(name):
+        return out
+    for chunk in name.split():
+        if chunk.isalnum():
+            if chunk.isascii() and (chunk.islower() or not _CAMEL.search(chunk)):
+                continue  # one plain word: written one way only
+        elif not _TWO_PIECES.search(chunk):
+            continue  # punctuation, or one word with punctuation around it: nothing to join
+        parts = tuple(tokens(chunk))
+        if not parts:
+            continue
+        for form in name_forms(chunk):
+            written = form.split()
+            joined = "".join(written)
+            if joined.isdigit() or (len(written) == 1 and (joined,) == parts):
+                continue
+            if len(written) == 1 or len(joined) >= 4:
+                out[joined] = parts
+    return out
+
+
+def compound_tails(name: str) -> dict[str, str]:
+    """Initials of the short words a compound of the name keeps after a deal word: "o" after "sign" in
+    Sign-On, so SSO can stand for Single Sign-On though "on" is no deal word."""
+    out: dict[str, str] = {}
+    if not _JOINER.search(name):
+        return out
+    for chunk in name.split():
+        if chunk.isalnum() or not _TWO_PIECES.search(chunk):
+            continue  # no compound
+        last = None
+        for piece in _folded_words(chunk):
+            if _kept(piece):
+                last = piece
+            elif last is not None and piece[:1].isalpha():
+                out[last] = out.get(last, "") + piece[0]
+    return out
+
+
+def stems(word: str) -> list[str]:
+    """The words an inflected word of an item may be another form of, in the languages deal names are written
+    in: plural for singular (seats, licences, Lizenzen) and singular for plural ("renewal" for Renewals).
+    Longer words also meet their inflections as typos; these cover the short ones typos do not."""
+    if len(word) < 3 or not word.isalpha():
+        return []
+    out = [word + "s"] if not word.endswith("s") else []
+    if len(word) >= 4 and word.endswith("s") and not word.endswith("ss"):
+        out.append(word[:-1])
+    if len(word) >= 5 and word.endswith(("es", "en")):
+        out.append(word[:-2])
+    return out
 
 
 def _typo_limit(word: str) -> int:
@@ -205,9 +325,11 @@ class Lexicon:
 
     MAX_LEARNED = 100_000
 
-    def __init__(self, words: Iterable[str]) -> None:
+    def __init__(self, words: Iterable[str], aliases: dict[str, frozenset[str]] | None = None) -> None:
         self.words = frozenset(words)
-        base: dict[str, set[str]] = {}
+        #: a single word of an item -> the deal words it writes in one (deals.aliases: "ecommerce", "s4hana")
+        self.aliases = aliases or {}
+        base: dict[str, set[str]] = {a: set(ws) for a, ws in self.aliases.items()}
         self._long_by_len: dict[int, list[str]] = {}
         self._by_shape: dict[tuple[str, int, str], list[str]] = {}
         for w in sorted(self.words):
@@ -234,6 +356,8 @@ class Lexicon:
         self.near: dict[str, tuple[tuple[str, int], ...]] = {}
         #: numeronym -> (first letter, letters in between, last letter)
         self.shape: dict[str, tuple[str, int, str]] = {}
+        #: word of an item -> the deal words it is an inflected form of (stems)
+        self.inflected: dict[str, frozenset[str]] = {}
         self._seen: set[str] = set()  # words learn() was given ...
         self._learnt: set[str] = set()  # ... and worked out (the same once learn() returns)
 
@@ -279,6 +403,10 @@ class Lexicon:
                 if key in self._by_shape:
                     self.shape[t] = key
                     stands_for.update(self._by_shape[key])
+            forms = [w for w in stems(t) if w in self.words]
+            if forms:
+                self.inflected[t] = frozenset(forms)
+                stands_for.update(forms)
             if stands_for:
                 self.assoc[t] = self._base.get(t, frozenset()) | stands_for
                 self.interesting.add(t)
@@ -290,13 +418,21 @@ class DealVocabulary:
     def __init__(self, names: Iterable[str]) -> None:
         df: Counter[str] = Counter()
         n = 0
+        written: dict[str, set[str]] = {}
+        tails: dict[str, set[str]] = {}
         for name in names:
             n += 1
             df.update(set(tokens(name)))
+            for alias, parts in aliases(name).items():
+                written.setdefault(alias, set()).update(parts)
+            for word, letters in compound_tails(name).items():
+                tails.setdefault(word, set()).update(letters)
         self.n = n
         self.idf = {w: math.log2((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.default = math.log2(n + 1) if n else 1.0
-        self.lexicon = Lexicon(self.idf)
+        #: deal word -> initials of the short words its compounds keep after it (compound_tails)
+        self.tails = {w: frozenset(ls) for w, ls in tails.items()}
+        self.lexicon = Lexicon(self.idf, {a: frozenset(ws) for a, ws in written.items()})
 
     def weight(self, word: str) -> float:
         w = self.idf.get(word, self.default)
@@ -315,6 +451,7 @@ class _Bag:
         if lexicon is not None:
             self.hits = lexicon.interesting.intersection(words)
             self._near, self._shape = lexicon.near, lexicon.shape
+            self._aliases, self._inflected = lexicon.aliases, lexicon.inflected
         else:
             self.hits = set()
 
@@ -353,6 +490,23 @@ class _Bag:
         return out
 
     @cached_property
+    def _written(self) -> dict[str, str]:
+        """Deal word -> the word of the text that writes it another way: an alias or an inflected form."""
+        out: dict[str, str] = {}
+        for t in sorted(self.hits):
+            for w in self._aliases.get(t, ()):
+                out.setdefault(w, t)
+            for w in self._inflected.get(t, ()):
+                out.setdefault(w, t)
+        return out
+
+    def alias(self, word: str) -> str | None:
+        """The word of the text that writes the deal word together with others, spelt another way or inflected."""
+        if self._lexicon is None:
+            return None
+        return self._written.get(word)
+
+    @cached_property
     def _shapes(self) -> dict[tuple[str, int, str], list[str]]:
         out: dict[tuple[str, int, str], list[str]] = {}
         for t in self.hits:
@@ -366,7 +520,8 @@ class _Bag:
         if len(ties) == 1:
             return ties[0]
         wanted = set(ties)
-        return next(t for t in self.words if t in wanted)
+        # a word the subject writes in two ("ML ops") is in no scan: it comes after the words that are
+        return next((t for t in self.words if t in wanted), min(ties))
 
     def similar(self, word: str) -> str | None:
         """A token that is the word with a typo, its numeronym (o11y) or a short prefix (infra)."""
@@ -433,19 +588,33 @@ def _acronym_matches(text: str) -> list[str]:
 class Text:
     """An item's subject and body, prepared once for every candidate.
 
+    The subject is read without its reply and forward prefixes (AW:, SV:, RV: are no acronyms), the body
+    without leftover HTML and, unless the item is a forward, without the quoted mail of a reply.
+
     With the deal vocabulary's lexicon the words of the text are matched against every deal word at once:
     ``maybe`` holds the deal words the text may mention, so a candidate none of whose words is among them
     (and that no acronym of the text can stand for) is known to have no text evidence without a lookup."""
 
     def __init__(self, subject: str, body: str, lexicon: Lexicon | None = None) -> None:
-        self._subject, self._body = subject, body[:3000]
+        bare = strip_prefixes(subject)
+        body = plain_text(body[:3000])
+        # a forward carries the earlier mail as its content; a reply's quote is what others wrote before
+        self._subject, self._body = bare, body if bare is not subject and _FORWARD.match(subject) else own_words(body)
         s_words, b_words = _folded_words(self._subject), _folded_words(self._body)
         if lexicon is not None:
             lexicon.learn(s_words, b_words)
             self._assoc = lexicon.assoc
         self._lexicon = lexicon
         self.subject, self.body = _Bag(s_words, lexicon), _Bag(b_words, lexicon)
+        if lexicon is not None and len(s_words) > 1:
+            # a deal word the subject writes in two ("ML ops" for MLOps, "data lake" for DataLake)
+            known, written = lexicon.words, lexicon.aliases
+            for a, b in zip(s_words, s_words[1:], strict=False):
+                if (a + b in known or a + b in written) and not (a.isdigit() and b.isdigit()):
+                    self.subject.hits.add(a + b)
         self._found: dict[str, tuple[str, str] | None] = {}
+        self._acronyms: tuple[set[str], set[str], frozenset[str]] | None = None
+        self._keys: frozenset[str] | None = None
 
     @cached_property
     def bigrams(self) -> set[tuple[str, str]]:
@@ -456,15 +625,46 @@ class Text:
         """Whether (a, b) is in ``bigrams``, without building them."""
         return self.subject.adjacent(a, b) or self.body.adjacent(a, b)
 
-    @cached_property
-    def acronyms(self) -> set[str]:
-        found = [*_acronym_matches(self._subject), *_acronym_matches(self._body)]
-        return {a.lower() for a in found if not a.istitle()}
+    def _spell(self) -> tuple[set[str], set[str], frozenset[str]]:
+        """(acronyms of the subject, of the whole text, lower-case words of the subject that may be acronyms),
+        worked out on first use (plain attributes: this is asked once per candidate deal)."""
+        if self._acronyms is None:
+            subject = {a.lower() for a in _acronym_matches(self._subject) if not a.istitle()}
+            every = subject | {a.lower() for a in _acronym_matches(self._body) if not a.istitle()}
+            # written in lower case, not capitalised: "Sam" is a name, "cdp" may be an acronym
+            lower = frozenset(_LOWER_WORD.findall(self._subject)).difference(self.subject.hits, _STOP, every)
+            if lower:
+                lower = frozenset(t for t in lower if not is_given_name(t))
+            self._acronyms = (subject, every, lower)
+        return self._acronyms
 
-    @cached_property
+    @property
+    def subject_acronyms(self) -> set[str]:
+        return self._spell()[0]
+
+    @property
+    def acronyms(self) -> set[str]:
+        return self._spell()[1]
+
+    @property
+    def lower_acronyms(self) -> frozenset[str]:
+        """Words of three to five letters written in lower case in the subject that may be an acronym ("cdp"):
+        not a stop word, not a given name ("sam"), not a deal word or a form of one."""
+        return self._spell()[2]
+
+    @property
+    def has_acronyms(self) -> bool:
+        _, every, lower = self._spell()
+        return bool(every or lower)
+
+    @property
     def acronym_keys(self) -> frozenset[str]:
-        """The initials the acronyms stand for: each acronym, and it less its last letter (DWH for Data WareHouse)."""
-        return frozenset(self.acronyms) | {a[:-1] for a in self.acronyms}
+        """The initials the acronyms stand for: each acronym, and it less its last letter (DWH for Data WareHouse);
+        a lower-case one only as it is."""
+        if self._keys is None:
+            _, every, lower = self._spell()
+            self._keys = frozenset(every) | {a[:-1] for a in every} | lower
+        return self._keys
 
     @cached_property
     def maybe(self) -> frozenset[str]:
@@ -498,8 +698,10 @@ class Text:
                 hit = ("subject", word)
             elif word in self.body.hits:
                 hit = ("body", word)
-            elif not word.isdigit():
-                hit = self._similar(word)
+            else:
+                hit = self._alias(word)
+                if hit is None and not word.isdigit():
+                    hit = self._similar(word)
         else:
             for where, bag in (("subject", self.subject), ("body", self.body)):
                 if word in bag.words:
@@ -510,6 +712,13 @@ class Text:
         self._found[word] = hit
         return hit
 
+    def _alias(self, word: str) -> tuple[str, str] | None:
+        for where, bag in (("subject", self.subject), ("body", self.body)):
+            t = bag.alias(word)
+            if t is not None:
+                return (where, t)
+        return None
+
     def _similar(self, word: str) -> tuple[str, str] | None:
         for where, bag in (("subject", self.subject), ("body", self.body)):
             t = bag.similar(word)
@@ -518,25 +727,44 @@ class Text:
         return None
 
 
-def _initials_hits(words: list[str], text: Text) -> list[tuple[int, int, str]]:
-    """Runs of 2+ consecutive deal words written as an acronym (DWH for Data WareHouse, DR, ...)."""
+def _initials_hits(
+    words: list[str], text: Text, tails: dict[str, frozenset[str]] | None = None
+) -> list[tuple[int, int, str, str]]:
+    """Runs of 2+ consecutive deal words written as an acronym (DWH for Data WareHouse, DR, ...), of 3+ words
+    when it is written in lower case (cdp for Customer Data Platform: fewer letters would be ordinary words)."""
     hits = []
+    keys = text.acronym_keys
     for i in range(len(words)):
         for j in range(i + 2, min(len(words), i + 5) + 1):
             run = [w for w in words[i:j] if not w.isdigit()]
             if len(run) < 2:
                 continue
             initials = "".join(w[0] for w in run)
+            if initials not in keys:
+                continue
             for a in text.acronyms:
-                if a == initials or (a.startswith(initials) and len(a) - len(initials) <= 1):
-                    hits.append((i, j, a.upper()))
+                # one letter more: a part of the last word (DWH for Data WareHouse, SSO for Single Sign-On)
+                if a == initials or (
+                    len(a) == len(initials) + 1
+                    and a.startswith(initials)
+                    and (a[-1] in run[-1][1:] or (tails is not None and a[-1] in tails.get(run[-1], ())))
+                ):
+                    hits.append((i, j, a.upper(), "subject" if a in text.subject_acronyms else "body"))
+            if len(run) >= 3 and initials in text.lower_acronyms:
+                hits.append((i, j, initials, "subject"))
     return hits
 
 
 def text_step(
-    name_words: Sequence[str], distinctive: AbstractSet[str], vocab: DealVocabulary, text: Text
+    name_words: Sequence[str],
+    distinctive: AbstractSet[str],
+    vocab: DealVocabulary,
+    text: Text,
+    initials: Iterable[str] | None = None,
 ) -> Step | None:
-    """How much of the deal's distinctive wording (weighted by rarity) the item mentions."""
+    """How much of the deal's distinctive wording (weighted by rarity) the item mentions. ``initials``, when
+    given, holds every acronym the distinctive words can go by (deal_initials): none among the text's, no
+    acronym is looked for."""
     words = [w for w in name_words if w in distinctive]
     total = sum(vocab.weight(w) for w in words)
     if not words or total <= 0:
@@ -547,19 +775,39 @@ def text_step(
         if hit is not None:
             found[w] = hit
     acronym = None
-    for i, j, written in _initials_hits(words, text) if text.acronyms else ():
+    spelt: set[str] = set()  # the acronyms that stand for some of the words
+    spelt_out = text.has_acronyms and (initials is None or not text.acronym_keys.isdisjoint(initials))
+    for i, j, written, where in _initials_hits(words, text, vocab.tails) if spelt_out else ():
         for w in words[i:j]:
-            found.setdefault(w, ("subject", written))
+            if w not in found or (where == "subject" and found[w][0] != "subject"):
+                found[w] = (where, written)
         acronym = written
+        spelt.add(written)
     if not found:
         return None
     covered = 0.0
-    for w, (where, _) in found.items():
-        covered += vocab.weight(w) * (1.0 if where == "subject" else BODY_FACTOR)
+    aliases, inflected = vocab.lexicon.aliases, vocab.lexicon.inflected
+    sure = False  # a word written out, as an alias, inflected, as an acronym or a long word mistyped
+    for w, (where, written) in found.items():
+        if written == w or written in spelt or written in aliases or written in inflected:
+            sure = True
+            factor = 1.0
+        elif len(written) < len(w) - 1 and w.startswith(written):
+            factor = PREFIX_FACTOR  # a shortened word ("back" for backup, "work" for workflow) is often a word too
+        else:
+            factor = 1.0
+            sure = sure or len(w) >= 9  # a typo of a short word may be another word ("manager" for managed)
+        covered += vocab.weight(w) * (1.0 if where == "subject" else BODY_FACTOR) * factor
     if all(w.isdigit() for w in found):
         return None  # a year alone says nothing
     bits = TEXT_BITS * covered / total
-    phrase = any(text.adjacent(a, b) for a, b in zip(words, words[1:], strict=False) if a in found and b in found)
+    if not sure and all(where == "body" for where, _ in found.values()):
+        bits *= LOOKALIKE_FACTOR  # only look-alikes in running text ("manager" for managed) may be other words
+    phrase = any(
+        found[a][1] == found[b][1] or text.adjacent(a, b)  # one word of the text for both: written as one
+        for a, b in zip(words, words[1:], strict=False)
+        if a in found and b in found
+    )
     if phrase:
         bits += PHRASE_BITS
     where = "subject" if any(v[0] == "subject" for v in found.values()) else "body"

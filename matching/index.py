@@ -10,7 +10,7 @@ from datetime import datetime
 from sys import intern
 from typing import TYPE_CHECKING
 
-from .identity import domain_chain, domain_of, email_key, fold, is_freemail
+from .identity import domain_chain, domain_of, email_key, is_freemail, surname_keys
 
 if TYPE_CHECKING:
     from .deals import DealInfo, DealTimeline, DealVocabulary
@@ -57,7 +57,7 @@ class CrmIndex:
     deals: dict[int, DealRec] = field(default_factory=dict)
     deals_by_company: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     deals_by_contact: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
-    #: last word of the folded surname -> contacts (for display-name resolution)
+    #: words of the folded surname (identity.surname_keys) -> contacts (for display-name resolution)
     by_surname: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _vocab: DealVocabulary | None = None
     _deal_words: dict[int, list[str]] = field(default_factory=dict)
@@ -138,9 +138,8 @@ class CrmIndex:
         for e in emails:
             self.by_email[email_key(e)] = c.id
         if c.origin == "crm" and c.first_name and c.last_name:
-            surname = fold(c.last_name).split()
-            if surname:
-                self.by_surname[surname[-1]].append(c.id)
+            for key in surname_keys(c.last_name):
+                self.by_surname[key].append(c.id)
 
     def add_deal(self, d: DealRec) -> None:
         self.deals[d.id] = d
