@@ -17,6 +17,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
+from .quotes import own_words
 from .records import MailItem, Participant, Quarantined, printable
 
 _PARSER = BytesParser(policy=policy.compat32)
@@ -175,7 +176,7 @@ def _payload_text(part: Message) -> str:
 def body_excerpt(text: str) -> str:
     """The author's own words: quoted replies and the quote header dropped, whitespace tidied."""
     lines = []
-    for line in text.splitlines():
+    for line in own_words(text[: 64 * BODY_LIMIT]).splitlines():
         s = line.strip()
         if s.startswith(">"):
             continue

@@ -200,6 +200,30 @@ def test_parser_decodes_rfc2047_names_and_subjects() -> None:
     assert item.message_id.endswith("@inkless.invalid>")  # no Message-ID: a stable synthetic one
 
 
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "On Tue, 2 Jun 2026 at 09:12, Jane Doe <jane@acme.com> wrote:\nOur old budget figures are in the sheet.",
+        "Am 02.06.2026 um 09:12 schrieb Jürgen Weiß <jw@acme.de>:\nUnsere alten Budgetzahlen stehen im Blatt.",
+        "Le mar. 2 juin 2026 à 09:12, Chloé Martin <cm@acme.fr> a écrit :\nNos anciens chiffres de budget.",
+        "-----Ursprüngliche Nachricht-----\nVon: Jürgen Weiß\nGesendet: Dienstag, 2. Juni 2026 09:12\nBudgetzahlen.",
+        "De : María López\nEnviado: martes, 2 de junio de 2026 9:12\nPara: Ana\nLas cifras del presupuesto.",
+        "> Our old budget figures are in the sheet.\n> Jane",
+    ],
+)
+def test_only_the_authors_own_words_are_stored(quote: str) -> None:
+    """Bodies are stored only as far as attribution and the timeline need: the quoted earlier mail of a reply,
+    whatever the language of the mail client that quoted it, is not kept."""
+    raw = (
+        "From: Ana Ruiz <ana@northwind.io>\r\nTo: jane@acme.com\r\nSubject: Re: budget\r\n"
+        "Date: Tue, 2 Jun 2026 10:00:00 +0200\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Thanks, the new figures are attached.\r\n\r\n{quote}\r\n"
+    ).encode()
+    item = parse_message(raw, "p", "l")
+    assert isinstance(item, MailItem)
+    assert item.body_text == "Thanks, the new figures are attached."
+
+
 def test_parser_quarantines_what_is_not_mail() -> None:
     assert isinstance(parse_message(b"", "p", "l"), Quarantined)
     assert isinstance(parse_message(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest", "p", "l"), Quarantined)
