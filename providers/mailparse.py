@@ -176,14 +176,21 @@ def _payload_text(part: Message) -> str:
 def body_excerpt(text: str) -> str:
     """The author's own words: quoted replies and the quote header dropped, whitespace tidied."""
     lines = []
-    for line in own_words(text[: 64 * BODY_LIMIT]).splitlines():
+    size = 0
+    for line in text.splitlines():
         s = line.strip()
         if s.startswith(">"):
             continue
         if re.match(r"^(-{2,}\s*Original Message\s*-{2,}|On .{4,200} wrote:|From: .+)$", s):
             break
         lines.append(s)
-    return _WS.sub(" ", printable(" ".join(lines))).strip()[:BODY_LIMIT]
+        size += len(s) + 1
+        if size > BODY_LIMIT + 400:  # as much as the excerpt can hold, once whitespace is tidied?
+            size = len(_WS.sub(" ", " ".join(lines)))
+            if size > BODY_LIMIT + 400:
+                break  # enough: a quote header that starts within the limit ends within 300 characters
+    # quote headers of other languages and clients, which may span lines
+    return _WS.sub(" ", printable(" ".join(own_words("\n".join(lines)).splitlines()))).strip()[:BODY_LIMIT]
 
 
 def parse_message(raw: bytes, provider_id: str, locator: str) -> MailItem | Quarantined:

@@ -23,6 +23,14 @@ _QUOTE_OPEN = re.compile(r"\b(?:On|Am|Le|El|Em|Il|Op|Den|På|W dniu)\s")
 _QUOTE_SENT_END = re.compile(r"\b(?:Sent|Gesendet|Envoyé|Enviado|Inviato|Verzonden|Skickat|Sendt|Lähetetty)\s?$")
 _QUOTE_FROM = re.compile(r"\b(?:From|Von|De|Da|Van|Från|Fra|Lähettäjä)\s?:")
 _QUOTED_LINE = re.compile(r"^[ \t]*>.*(?:\n|$)", re.M)
+# a quote header holds one of these words before its colon: no colon before the first of them ends one
+_HEADER_WORDS = (
+    *_QUOTE_VERB_END.pattern.removeprefix(r"\b(?:").removesuffix(r")\s?$").split("|"),
+    *_QUOTE_VERB_BEFORE_NAME,
+    *_QUOTE_SENT_END.pattern.removeprefix(r"\b(?:").removesuffix(r")\s?$").split("|"),
+)
+
+_ASCII_HEADER_WORDS = tuple(w for w in _HEADER_WORDS if w.isascii())
 
 
 def own_words(body: str) -> str:
@@ -35,7 +43,9 @@ def own_words(body: str) -> str:
         if m:
             cut = m.start()
     # every quote header ends in a colon followed by a space or a line break (not a time, not a URL)
-    p = body.find(":", 0, cut)
+    words = _ASCII_HEADER_WORDS if body.isascii() else _HEADER_WORDS
+    first = min((i for i in (body.find(w, 0, cut) for w in words) if i >= 0), default=-1)
+    p = body.find(":", first, cut) if first >= 0 else -1
     while p >= 0:
         if p + 1 == len(body) or body[p + 1].isspace():
             start = _quote_header_start(body, p)
