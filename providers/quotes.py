@@ -43,9 +43,11 @@ def own_words(body: str) -> str:
         if m:
             cut = m.start()
     # every quote header ends in a colon followed by a space or a line break (not a time, not a URL)
-    words = _ASCII_HEADER_WORDS if body.isascii() else _HEADER_WORDS
-    first = min((i for i in (body.find(w, 0, cut) for w in words) if i >= 0), default=-1)
-    p = body.find(":", first, cut) if first >= 0 else -1
+    p = body.find(":", 0, cut)
+    if p >= 0:  # no colon, no quote header; else none before the first word a header needs
+        words = _ASCII_HEADER_WORDS if body.isascii() else _HEADER_WORDS
+        first = min((i for i in (body.find(w, 0, cut) for w in words) if i >= 0), default=-1)
+        p = body.find(":", max(p, first), cut) if first >= 0 else -1
     while p >= 0:
         if p + 1 == len(body) or body[p + 1].isspace():
             start = _quote_header_start(body, p)
