@@ -59,6 +59,8 @@ class CrmIndex:
     deals_by_contact: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     #: words of the folded surname (identity.surname_keys) -> contacts (for display-name resolution)
     by_surname: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    #: the same by (surname word, company): the namesakes at one company, however common the name in the CRM
+    by_surname_company: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(list))
     _vocab: DealVocabulary | None = None
     _deal_words: dict[int, list[str]] = field(default_factory=dict)
     _deal_info: dict[int, DealInfo] = field(default_factory=dict)
@@ -140,6 +142,8 @@ class CrmIndex:
         if c.origin == "crm" and c.first_name and c.last_name:
             for key in surname_keys(c.last_name):
                 self.by_surname[key].append(c.id)
+                if c.company_id is not None:
+                    self.by_surname_company[(key, c.company_id)].append(c.id)
 
     def add_deal(self, d: DealRec) -> None:
         self.deals[d.id] = d

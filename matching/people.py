@@ -12,6 +12,7 @@ domain and signature.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from functools import lru_cache
@@ -206,16 +207,22 @@ def _scored(
     tokens: list[str], email: str, index: CrmIndex, text: str, is_sender: bool, reversed_order: bool
 ) -> list[tuple[float, ContactRec, list[Step]]]:
     """Contacts the name may be, with the evidence for each: the name, then the domain or the signature."""
-    ids = index.by_surname.get(tokens[0] if reversed_order else tokens[-1], ())
+    surname = tokens[0] if reversed_order else tokens[-1]
+    domain_company = index.company_for_email(email)
+    if domain_company is not None:  # only the namesakes at the address's company can be corroborated
+        ids: Sequence[int] = index.by_surname_company.get((surname, domain_company[0].id), ())
+    elif is_sender and text:  # only the sender's own signature can corroborate a name
+        ids = index.by_surname.get(surname, ())
+    else:
+        return []
     if not ids:
         return []
-    domain_company = index.company_for_email(email)
     signature = _Signature(text)
     scored: list[tuple[float, ContactRec, list[Step]]] = []
     for cid in dict.fromkeys(ids):
         c = index.contacts.get(cid)
-        if c is None:
-            continue
+        if c is None or (domain_company is not None and c.company_id != domain_company[0].id):
+            continue  # (an entry left from before the contact moved to another company)
         step = _name_step(tokens, c, reversed_order)
         if step is None:
             continue
