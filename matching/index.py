@@ -10,7 +10,7 @@ from datetime import datetime
 from sys import intern
 from typing import TYPE_CHECKING
 
-from .identity import domain_chain, domain_of, email_key, is_freemail, surname_keys
+from .identity import company_words, domain_chain, domain_of, email_key, is_freemail, surname_keys
 
 if TYPE_CHECKING:
     from .deals import DealInfo, DealTimeline, DealVocabulary
@@ -61,6 +61,15 @@ class CrmIndex:
     by_surname: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     #: the same by (surname word, company): the namesakes at one company, however common the name in the CRM
     by_surname_company: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(list))
+    #: a company's name as running text writes it (identity.company_words), by its first one or two words
+    by_name_start: dict[tuple[str, ...], list[int]] = field(default_factory=lambda: defaultdict(list))
+    #: the first words of company names in by_name_start: alone (one-word names) and followed by another
+    name_singles: set[str] = field(default_factory=set)
+    name_firsts: set[str] = field(default_factory=set)
+    #: company id -> its company_words
+    name_words: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: the last eight digits of a named contact's phone number -> contacts (a signature's phone number)
+    by_phone: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _vocab: DealVocabulary | None = None
     _deal_words: dict[int, list[str]] = field(default_factory=dict)
     _deal_info: dict[int, DealInfo] = field(default_factory=dict)
@@ -134,6 +143,10 @@ class CrmIndex:
         self.companies[c.id] = c
         for d in c.domains:
             self.by_domain[d.lower()] = c.id
+        words = self.name_words[c.id] = company_words(c.name)
+        if words:
+            self.by_name_start[words[:2]].append(c.id)
+            (self.name_singles if len(words) == 1 else self.name_firsts).add(words[0])
 
     def add_contact(self, c: ContactRec, emails: list[str]) -> None:
         self.contacts[c.id] = c
@@ -144,6 +157,8 @@ class CrmIndex:
                 self.by_surname[key].append(c.id)
                 if c.company_id is not None:
                     self.by_surname_company[(key, c.company_id)].append(c.id)
+            if len(c.phone_digits) >= 7:
+                self.by_phone[c.phone_digits[-8:]].append(c.id)
 
     def add_deal(self, d: DealRec) -> None:
         self.deals[d.id] = d

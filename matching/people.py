@@ -20,8 +20,8 @@ from functools import lru_cache
 from rapidfuzz.distance import Levenshtein
 
 from .deals import Step
-from .identity import NICKNAMES, PARTICLES, fold, name_forms
-from .index import CompanyRec, ContactRec, CrmIndex
+from .identity import NICKNAMES, PARTICLES, fold, name_forms, surname_keys, text_domains
+from .index import ContactRec, CrmIndex
 
 #: bits a stranger sharing the name starts with against being the contact
 PRIOR_BITS = -5.0
@@ -35,9 +35,8 @@ LINK_AT = 0.6
 
 _NICK = NICKNAMES
 _NON_DIGITS = re.compile(r"\D+")
+_NOT_DIGITS = bytes(c for c in range(256) if not 48 <= c <= 57)
 _PAREN = re.compile(r"\(.*?\)|\[.*?\]|<.*?>|\".*?\"")
-_LEGAL = {"inc", "ltd", "llc", "gmbh", "ag", "sa", "sas", "bv", "nv", "ab", "as", "oy", "plc", "corp", "co", "pty",
-          "srl", "spa", "kg", "limited", "company", "group", "ltda", "s a", "the"}  # fmt: skip
 
 
 @lru_cache(maxsize=50_000)
@@ -149,10 +148,6 @@ def _name_step(tokens: list[str], c: ContactRec, reversed_order: bool = False) -
     return best
 
 
-def _company_words(co: CompanyRec) -> list[str]:
-    return [w for w in fold(co.name).split() if w not in _LEGAL and len(w) >= 3]
-
-
 class _Signature:
     """The sender's text in the forms signatures are compared in, each worked out once and only when asked."""
 
@@ -161,6 +156,7 @@ class _Signature:
         self._folded: str | None = None
         self._lower: str | None = None
         self._digits: str | None = None
+        self._domains: set[str] | None = None
 
     @property
     def folded(self) -> str:
@@ -177,18 +173,58 @@ class _Signature:
     @property
     def digits(self) -> str:
         if self._digits is None:
-            self._digits = _NON_DIGITS.sub("", self.text)
+            text = self.text
+            if text.isascii():
+                self._digits = text.encode("ascii").translate(None, _NOT_DIGITS).decode("ascii")
+            else:
+                self._digits = _NON_DIGITS.sub("", text)
         return self._digits
+
+    @property
+    def domains(self) -> set[str]:
+        """The domains the text names (a link, an address), each with its parents."""
+        if self._domains is None:
+            self._domains = text_domains(self.lower)
+        return self._domains
+
+    def contacts_named(self, surname: str, index: CrmIndex) -> list[int]:
+        """The contacts of this surname whose company (by name or domain) or phone number the text shows: the
+        only ones a signature can corroborate, found by index lookups of what the text holds, never by going
+        through the namesakes (a common surname has hundreds in a large CRM)."""
+        companies: set[int] = set()
+        words = self.folded.split()
+        present = set(words)
+        starts = index.by_name_start
+        for w in present.intersection(index.name_singles):
+            companies.update(starts[(w,)])
+        firsts = present.intersection(index.name_firsts)
+        if firsts:
+            for k in range(len(words) - 1):
+                if words[k] in firsts:
+                    companies.update(starts.get((words[k], words[k + 1]), ()))
+        by_domain = index.by_domain
+        companies.update(by_domain[d] for d in self.domains if d in by_domain)
+        ids = [i for co in companies for i in index.by_surname_company.get((surname, co), ())]
+        digits = self.digits
+        if len(digits) >= 7:
+            phones = index.by_phone
+            for n in (7, 8):
+                for k in range(len(digits) - n + 1):
+                    for cid in phones.get(digits[k : k + n], ()):
+                        c = index.contacts.get(cid)
+                        if c is not None and c.last_name and surname in surname_keys(c.last_name):
+                            ids.append(cid)
+        return ids
 
 
 def _signature_step(c: ContactRec, index: CrmIndex, sig: _Signature) -> Step | None:
     co = index.companies.get(c.company_id) if c.company_id is not None else None
     seen = []
     if co is not None:
-        words = _company_words(co)
+        words = index.name_words.get(co.id, ())
         if words and f" {' '.join(words)} " in sig.folded:
             seen.append(co.name)
-        seen.extend(d for d in co.domains if d in sig.lower)
+        seen.extend(d for d in co.domains if d.lower() in sig.domains)
     if c.phone_digits and len(c.phone_digits) >= 7 and c.phone_digits[-8:] in sig.digits:
         seen.append("phone number")
     if not seen:
@@ -209,15 +245,15 @@ def _scored(
     """Contacts the name may be, with the evidence for each: the name, then the domain or the signature."""
     surname = tokens[0] if reversed_order else tokens[-1]
     domain_company = index.company_for_email(email)
+    signature = _Signature(text)
     if domain_company is not None:  # only the namesakes at the address's company can be corroborated
         ids: Sequence[int] = index.by_surname_company.get((surname, domain_company[0].id), ())
-    elif is_sender and text:  # only the sender's own signature can corroborate a name
-        ids = index.by_surname.get(surname, ())
+    elif is_sender and text and surname in index.by_surname:  # only the sender's own signature can corroborate
+        ids = signature.contacts_named(surname, index)
     else:
         return []
     if not ids:
         return []
-    signature = _Signature(text)
     scored: list[tuple[float, ContactRec, list[Step]]] = []
     for cid in dict.fromkeys(ids):
         c = index.contacts.get(cid)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from matching.attribute import attribute
 from matching.index import CompanyRec, ContactRec, CrmIndex, DealRec, Team
@@ -297,3 +299,15 @@ def test_a_timeline_finds_the_deals_open_at_any_date() -> None:
     probes = {p + k + timedelta(seconds=s) for p in dates for k in (-day, 0 * day, CLOSE_GRACE) for s in (-1, 0, 1)}
     for when in sorted(probes | {T - 90 * day, T + 90 * day}):
         assert [d.id for d in timeline.open_at(when)] == [i for i, s, c, e in recs if open_at(s, c, e, when)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_ascii_text_folds_as_the_regular_expression_defines(text: str) -> None:
+    """fold() reads ASCII text byte by byte: the same as lower case with every run of non-letters and non-digits
+    (underscore included) made one space, ends stripped."""
+    import re
+
+    from matching.identity import fold
+
+    assert fold(text) == re.sub(r"[\W_]+", " ", text.lower()).strip()

@@ -223,6 +223,49 @@ def test_a_signature_in_a_recipients_name_does_not_link_a_freemail_recipient() -
     assert contact_ids(res) == [20]
 
 
+@pytest.mark.parametrize(
+    ("body", "contact"),
+    [
+        ("Cheers, Liam\nwww.atlasmining.com.au", 26),
+        ("Liam Byrne\nliam.byrne@atlasmining.com.au (work)", 26),
+        ("Liam\nhttps://kestrel.io/team", 31),
+        ("Liam\nwww.atlasmining.com.au.example.net", None),  # a host under someone else's domain
+        ("Liam\nwww.myatlasmining.com.au", None),  # another domain that ends in the same letters
+        ("Liam\nI read that Atlas Mining Pty Ltd is hiring", 26),  # the company's name, legal form aside
+        ("Liam\nAtlas and mining stocks fell", None),  # its words, but not its name
+    ],
+)
+def test_a_signature_shows_the_company_by_its_domain_or_name_not_by_lookalikes(body: str, contact: int | None) -> None:
+    res = run([person("liam.byrne77@outlook.com", "Liam Byrne")], "Re: quick note", body)
+    assert contact_ids(res) == ([] if contact is None else [contact])
+
+
+def test_a_personal_address_is_placed_among_thousands_of_namesakes_by_index_lookups() -> None:
+    """A common surname has hundreds of contacts in a large CRM: the signature's company, domain and phone are
+    looked up, and only the namesakes there are compared with the name."""
+    from matching.people import _Signature
+
+    idx = crm()
+    for k in range(3000):
+        idx.add_company(CompanyRec(1000 + k, f"x{k}", f"Byrne Holdings No{k}", (f"byrne{k}.example",)))
+        idx.add_contact(ContactRec(5000 + k, f"x{k}", "Liam Byrne", 1000 + k, "crm", "Liam", "Byrne",
+                                   f"3531555{k:04d}"), [f"liam@byrne{k}.example"])  # fmt: skip
+    idx.add_contact(ContactRec(9000, "x", "Liam Byrne", None, "crm", "Liam", "Byrne", "61755501234"), [])
+    body = "Liam Byrne\nSite Manager | Atlas Mining\nM +61 8 9123 4567"
+    assert _Signature(body).contacts_named("byrne", idx) == [26, 26]  # by the company's name and by the phone
+    assert _Signature("Liam\nbyrne1234.example").contacts_named("byrne", idx) == [6234]
+    assert _Signature("Liam, mobile 07 5550 1234").contacts_named("byrne", idx) == [9000]  # no company: phone
+    res = attribute([person("liam.byrne77@outlook.com", "Liam Byrne"), person("sam@harborline.io", "Sam", "to")],
+                    T, "Re: site visit", body, idx, TEAM)  # fmt: skip
+    assert contact_ids(res) == [26]
+    res = attribute([person("liam.b@gmail.com", "Liam Byrne"), person("sam@harborline.io", "Sam", "to")],
+                    T, "Re: site visit", "Liam\nByrne Holdings No17", idx, TEAM)  # fmt: skip
+    assert contact_ids(res) == [5017]
+    res = attribute([person("liam.b@gmail.com", "Liam Byrne"), person("sam@harborline.io", "Sam", "to")],
+                    T, "Re: site visit", "Liam\n+353 1 555 00", idx, TEAM)  # fmt: skip
+    assert contact_ids(res) == []  # a part of a number that a hundred of them share is nobody's phone
+
+
 def test_a_contact_who_moved_to_another_company_is_not_linked_to_the_old_record() -> None:
     # the CRM still has Priya at Oakridge; mail from her new employer's domain is that employer's
     res = run([person("priya.raman@kestrel.io", "Priya Raman")], "Hello from my new role")
