@@ -88,3 +88,19 @@ def test_items_concern_accounts_at_the_set_share_whatever_the_crm_size() -> None
 
     assert abs(share(bench.generate_items(crm, index, 2000, SEED)) - bench.ACCOUNT_SHARE) < 0.04
     assert share(bench.generate_items(crm, index, 2000, SEED, account_share=None)) < 0.35
+
+
+def test_the_verdict_judges_all_items_and_items_alike_apart() -> None:
+    def row(contacts: int, us: float, with_cand: float, without: float) -> Any:
+        return bench.Row(contacts, 0, 0, 0, 0.0, 0.0, 0.0, 0, 1e6 / us, us, 1.0, 0.0, 0.0, with_cand, without, [], {})
+
+    rows = [row(1000, 180.0, 180.0, 33.0), row(10000, 136.0, 150.0, 35.0), row(100000, 121.0, 147.0, 37.0)]
+    for r in rows:
+        r.vs_smallest = r.us_per_item / rows[0].us_per_item
+    v = bench.verdict(rows)
+    assert v["throughput"]["pass"] is True
+    assert v["scaling"]["pass"] is False and v["scaling"]["measured"] == "worst -33% at 100,000 contacts"
+    assert v["like items"]["pass"] is True
+    assert v["like items"]["measured"] == "worst -18% (with a candidate deal, 100,000)"
+    rows[2].us_without_candidates = 45.0  # items without a candidate deal costing more in a bigger CRM
+    assert bench.verdict(rows)["like items"]["pass"] is False
