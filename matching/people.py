@@ -258,14 +258,12 @@ def _scored(
     for cid in dict.fromkeys(ids):
         c = index.contacts.get(cid)
         if c is None or (domain_company is not None and c.company_id != domain_company[0].id):
-            continue  # (an entry left from before the contact moved to another company)
+            continue  # a namesake at another company, or an entry left from before the contact moved
         step = _name_step(tokens, c, reversed_order)
         if step is None:
             continue
         steps = [Step("a stranger may share the name", PRIOR_BITS), step]
-        if domain_company is not None:
-            if c.company_id != domain_company[0].id:
-                continue  # same name at another company: not this contact
+        if domain_company is not None:  # (same name at another company: left out above)
             steps.append(Step(f"{email} is at their company's domain {domain_company[1]}", DOMAIN_BITS))
         elif is_sender and text:
             sig = _signature_step(c, index, signature)
