@@ -941,7 +941,7 @@ def _write(rows: Iterator[dict[str, Any]], fmt: Format, dest: Path) -> int:
     return n
 
 
-EXPORT_MARK = "export.activities.at"
+EXPORT_MARKS = {"activities": "export.activities.at", "entities": "export.entities.at"}
 
 
 def _instant(text: str, option: str) -> datetime:
@@ -950,6 +950,37 @@ def _instant(text: str, option: str) -> datetime:
     except ValueError:
         raise BadInput(f"{option}: {text!r} is not a date and time (e.g. 2026-11-24T09:00:00Z)") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _export_changes(
+    what: str,
+    rows: Any,
+    fmt: Format,
+    out_path: Path,
+    changed: bool,
+    changed_since: str | None,
+    before: Any = None,
+) -> None:
+    """Write an export, all of it or (--changed, --changed-since) what changed since the last export of the same
+    kind or an instant, and remember when this export started: the next --changed starts there, so what changes
+    while it runs comes again."""
+    if changed and changed_since:
+        raise BadInput("give --changed or --changed-since, not both")
+    sessions = state.sessions()
+    if before is not None:  # (before the export starts: what it changes is in this export, not the next)
+        with sessions.begin() as s:
+            before(s, clock.now())
+    started = clock.now()
+    since = _instant(changed_since, "--changed-since") if changed_since else None
+    with sessions() as s:
+        if changed:
+            mark = get_setting(s, EXPORT_MARKS[what])
+            since = _instant(mark, EXPORT_MARKS[what]) if mark else datetime(1970, 1, 1, tzinfo=UTC)
+        n = _write(rows(s, changed_since=since), fmt, out_path)
+    with sessions.begin() as s:
+        set_setting(s, EXPORT_MARKS[what], started.astimezone(UTC).isoformat())
+    label = what if since is None else f"{what} changed since {since.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
+    out.print(f"wrote {n} {label} to {out_path}")
 
 
 @export_app.command("activities")
@@ -972,34 +1003,29 @@ def export_activities(
     With --changed or --changed-since, only what changed (new items, other links or status after a correction,
     a review decision or a CRM change), each with its updated_at; an item marked not business since comes once
     more with status "ignored" and no links, for the receiving CRM to remove."""
-    if changed and changed_since:
-        raise BadInput("give --changed or --changed-since, not both")
-    sessions = state.sessions()
-    started = clock.now()  # the next --changed starts here: what changes during this export comes again
-    since = _instant(changed_since, "--changed-since") if changed_since else None
-    with sessions() as s:
-        if changed:
-            mark = get_setting(s, EXPORT_MARK)
-            since = _instant(mark, EXPORT_MARK) if mark else datetime(1970, 1, 1, tzinfo=UTC)
-        n = _write(activity_rows(s, changed_since=since), fmt, out_path)
-    with sessions.begin() as s:
-        set_setting(s, EXPORT_MARK, started.astimezone(UTC).isoformat())
-    what = "activities" if since is None else f"activities changed since {since.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
-    out.print(f"wrote {n} {what} to {out_path}")
+    _export_changes("activities", activity_rows, fmt, out_path, changed, changed_since)
 
 
 @export_app.command("entities")
 def export_entities(
     out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
     fmt: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="Only entities whose roll-ups changed since the last entities export (all, the first time).",
+        ),
+    ] = False,
+    changed_since: Annotated[
+        str | None, typer.Option("--changed-since", help="Only entities whose roll-ups changed since this instant.")
+    ] = None,
 ) -> None:
-    """Contacts, companies and deals with last contact / inbound / outbound, next meeting, counts."""
-    sessions = state.sessions()
-    with sessions.begin() as s:
-        refresh_due_rollups(s, clock.now())
-    with sessions() as s:
-        n = _write(entity_rows(s), fmt, out_path)
-    out.print(f"wrote {n} entities to {out_path}")
+    """Contacts, companies and deals with last contact / inbound / outbound, next meeting, counts.
+
+    With --changed or --changed-since, only those whose roll-ups changed (new mail or meetings, a correction
+    moving items, a meeting that has started), each with its updated_at."""
+    _export_changes("entities", entity_rows, fmt, out_path, changed, changed_since, before=refresh_due_rollups)
 
 
 # ---------------------------------------------------------------------------------------------- demo

@@ -103,7 +103,9 @@ def activity_rows(
             yield row
 
 
-def entity_rows(session: Session) -> Iterator[dict[str, Any]]:
+def entity_rows(session: Session, changed_since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every contact, company and deal with its roll-ups; with ``changed_since`` only those whose roll-ups
+    changed at or after it, each with that time as ``updated_at``."""
     models: tuple[tuple[str, type[Contact] | type[Company] | type[Deal]], ...] = (
         ("contact", Contact),
         ("company", Company),
@@ -114,9 +116,12 @@ def entity_rows(session: Session) -> Iterator[dict[str, Any]]:
         order = [model.crm_id.is_(None), model.crm_id]
         if model is Contact:
             order.append(Contact.email)
-        rows: Iterator[Any] = iter(session.execute(select(model).order_by(*order, model.id)).scalars())
+        q = select(model).order_by(*order, model.id)
+        if changed_since is not None:
+            q = q.where(model.rollup_changed_at >= changed_since)
+        rows: Iterator[Any] = iter(session.execute(q).scalars())
         for e in rows:
-            yield {
+            row = {
                 "type": type_name,
                 "crm_id": e.crm_id,
                 "name": e.name,
@@ -126,3 +131,6 @@ def entity_rows(session: Session) -> Iterator[dict[str, Any]]:
                 "next_meeting_at": iso(e.next_meeting_at),
                 "activity_count": e.activity_count,
             }
+            if changed_since is not None:
+                row["updated_at"] = iso(e.rollup_changed_at)
+            yield row

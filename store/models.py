@@ -96,6 +96,8 @@ class Company(Base):
     last_outbound_at: Mapped[datetime | None] = mapped_column(nullable=True)
     next_meeting_at: Mapped[datetime | None] = mapped_column(nullable=True)
     activity_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: when one of the roll-ups above last changed (what `export entities --changed` picks up)
+    rollup_changed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class CompanyDomain(Base):
@@ -124,6 +126,8 @@ class Contact(Base):
     last_outbound_at: Mapped[datetime | None] = mapped_column(nullable=True)
     next_meeting_at: Mapped[datetime | None] = mapped_column(nullable=True)
     activity_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: when one of the roll-ups above last changed (what `export entities --changed` picks up)
+    rollup_changed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ContactEmail(Base):
@@ -155,6 +159,8 @@ class Deal(Base):
     last_outbound_at: Mapped[datetime | None] = mapped_column(nullable=True)
     next_meeting_at: Mapped[datetime | None] = mapped_column(nullable=True)
     activity_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: when one of the roll-ups above last changed (what `export entities --changed` picks up)
+    rollup_changed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class DealContact(Base):

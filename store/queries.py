@@ -129,9 +129,20 @@ def refresh_rollups(session: Session, touched: dict[str, set[int]], now: datetim
             found: dict[int, tuple[Any, ...]] = {}
             for tid, last, inbound, outbound, nxt, count in session.execute(q):
                 found[tid] = (last, inbound, outbound, nxt, count)
+            # only the entities whose roll-ups change are written, stamped for `export entities --changed`
+            cols = (model.last_contact_at, model.last_inbound_at, model.last_outbound_at, model.next_meeting_at)
+            stored = {
+                tid: tuple(rest)
+                for tid, *rest in session.execute(
+                    select(model.id, *cols, model.activity_count).where(model.id.in_(chunk))
+                )
+            }
             values = []
             for tid in chunk:
-                last, inbound, outbound, nxt, count = found.get(tid, (None, None, None, None, 0))
+                new = found.get(tid, (None, None, None, None, 0))
+                if tid not in stored or stored[tid] == new:
+                    continue
+                last, inbound, outbound, nxt, count = new
                 values.append(
                     {
                         "id": tid,
@@ -140,9 +151,11 @@ def refresh_rollups(session: Session, touched: dict[str, set[int]], now: datetim
                         "last_outbound_at": outbound,
                         "next_meeting_at": nxt,
                         "activity_count": count,
+                        "rollup_changed_at": now,
                     }
                 )
-            session.execute(update(model), values)
+            if values:
+                session.execute(update(model), values)
 
 
 def refresh_due_rollups(session: Session, now: datetime) -> None:

@@ -29,5 +29,5 @@ def test_opening_twice_is_a_no_op(db_url: str) -> None:
     e1.dispose()
     e2, _ = open_db(db_url)
     with e2.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == "0004"
     e2.dispose()
