@@ -8,7 +8,9 @@ For every CRM size the script generates, deterministically and in memory, a CRM 
 two domains, contacts with syllable-built names, deals with contact roles), builds a ``CrmIndex`` (timed
 and, separately, measured with tracemalloc), generates a realistic mix of items and times
 ``matching.attribute.attribute`` over them on one core: a warm-up, then the best of ``--repeats`` passes.
-The same items are then timed apart: those with a candidate deal and those without.
+The same items are also timed apart: those with a candidate deal and those without. Every CRM size is built
+first and the passes then go round the sizes in turn, so that a slow spell of a shared machine slows all sizes
+alike (the figures are compared with each other); all sizes are held in memory at once.
 
 Targets (reported as information, the exit code is 0 either way):
   * at least 3,000 items/s at 100k contacts;
@@ -642,15 +644,26 @@ class Row:
     checks: dict[str, float]
 
 
-def bench_size(
-    n_contacts: int,
-    n_deals: int,
-    n_items: int,
-    seed: int,
-    repeats: int,
-    log: bool,
-    account_share: float | None = ACCOUNT_SHARE,
-) -> tuple[Row, Any]:
+@dataclass
+class SizeRun:
+    """One CRM size under measurement: its index and items, and the best pass times so far."""
+
+    n_contacts: int
+    crm: Crm
+    index: CrmIndex
+    items: list[BenchItem]
+    build_s: float
+    mib: float
+    peak_mib: float
+    per_item: list[int]  # open candidate deals of each item
+    split: dict[str, list[BenchItem]]  # "with" / "without" a candidate deal
+    passes: list[float] = field(default_factory=list)
+    by_kind: dict[str, float] = field(default_factory=dict)  # best pass of each split, seconds
+
+
+def prepare_size(
+    n_contacts: int, n_deals: int, n_items: int, seed: int, log: bool, account_share: float | None = ACCOUNT_SHARE
+) -> SizeRun:
     def say(msg: str) -> None:
         if log:
             print(f"  [{n_contacts:>7,} contacts] {msg}", file=sys.stderr, flush=True)
@@ -665,50 +678,74 @@ def bench_size(
     say(f"index built in {build_s:.3f} s")
     items = generate_items(crm, index, n_items, seed, account_share)
     say(f"{len(items):,} items generated")
-
     run_items(items[:WARMUP_ITEMS], index)
-    passes = []
-    for r in range(repeats):
-        gc.collect()
-        passes.append(time_pass(items, index))
-        say(f"pass {r + 1}/{repeats}: {passes[-1]:.2f} s")
-    best = min(passes)
     results = run_items(items, index)
     per_item = [open_candidates(res, it.when, index) for it, res in zip(items, results, strict=True)]
-    cands = sum(per_item)
-    # the same items by kind: with a candidate deal (their text is read) and without; each the best of its passes
+    # the same items by kind: with a candidate deal (their text is read) and without
     split = {
         "with": [it for it, n in zip(items, per_item, strict=True) if n],
         "without": [it for it, n in zip(items, per_item, strict=True) if not n],
     }
-    by_kind: dict[str, float | None] = {}
-    for kind, subset in split.items():
-        if not subset:
-            by_kind[kind] = None
-            continue
-        gc.collect()
-        by_kind[kind] = round(min(time_pass(subset, index) for _ in range(repeats)) / len(subset) * 1e6, 1)
-    say(f"µs/item with a candidate deal {by_kind['with']}, without {by_kind['without']}")
-    row = Row(
-        contacts=n_contacts,
-        companies=len(crm.companies),
-        deals=len(crm.deals),
-        emails=len(index.by_email),
-        index_build_s=round(build_s, 4),
-        index_mib=round(mib, 1),
-        index_peak_mib=round(peak_mib, 1),
+    return SizeRun(n_contacts, crm, index, items, build_s, mib, peak_mib, per_item, split)
+
+
+def time_round(run: SizeRun, log: bool) -> None:
+    """One pass over all the items, then one over each kind, keeping the best times."""
+    gc.collect()
+    run.passes.append(time_pass(run.items, run.index))
+    for kind, subset in run.split.items():
+        if subset:
+            gc.collect()
+            t = time_pass(subset, run.index)
+            run.by_kind[kind] = min(t, run.by_kind.get(kind, t))
+    if log:
+        print(f"  [{run.n_contacts:>7,} contacts] pass {len(run.passes)}: {run.passes[-1]:.2f} s", file=sys.stderr)
+
+
+def row_of(run: SizeRun) -> Row:
+    items, per_item, best = run.items, run.per_item, min(run.passes)
+    results = run_items(items, run.index)
+
+    def us(kind: str) -> float | None:
+        return round(run.by_kind[kind] / len(run.split[kind]) * 1e6, 1) if run.split[kind] else None
+
+    return Row(
+        contacts=run.n_contacts,
+        companies=len(run.crm.companies),
+        deals=len(run.crm.deals),
+        emails=len(run.index.by_email),
+        index_build_s=round(run.build_s, 4),
+        index_mib=round(run.mib, 1),
+        index_peak_mib=round(run.peak_mib, 1),
         items=len(items),
         items_per_s=round(len(items) / best, 1),
         us_per_item=round(best / len(items) * 1e6, 1),
         vs_smallest=1.0,
-        candidates_per_item=round(cands / len(items), 2),
+        candidates_per_item=round(sum(per_item) / len(items), 2),
         with_candidates=round(sum(1 for n in per_item if n) / len(items), 3),
-        us_with_candidates=by_kind["with"],
-        us_without_candidates=by_kind["without"],
-        pass_seconds=[round(p, 3) for p in passes],
+        us_with_candidates=us("with"),
+        us_without_candidates=us("without"),
+        pass_seconds=[round(p, 3) for p in run.passes],
         checks={k: round(v, 4) for k, v in check_results(items, results).items()},
     )
-    return row, (index, items)
+
+
+def bench_sizes(
+    sizes: Sequence[tuple[int, int]],
+    n_items: int,
+    seed: int,
+    repeats: int,
+    log: bool,
+    account_share: float | None = ACCOUNT_SHARE,
+) -> tuple[list[Row], SizeRun]:
+    """Rows for (contacts, deals) sizes. The passes go round the sizes in turn (1k, 10k, 100k, 1k, ...), so a
+    slow spell of a shared machine slows every size alike rather than the one that happened to run then:
+    the figures are compared with each other."""
+    runs = [prepare_size(n, d, n_items, seed, log, account_share) for n, d in sizes]
+    for _ in range(repeats):
+        for run in runs:
+            time_round(run, log)
+    return [row_of(run) for run in runs], runs[-1]
 
 
 def profile(index: CrmIndex, items: Sequence[BenchItem], top: int = 25) -> str:
@@ -847,14 +884,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"attribution throughput: {args.items:,} items ({mix}), {deals_label}, seed {args.seed}, {where}",
             file=sys.stderr,
         )
-    rows: list[Row] = []
-    last: Any = None
-    for n in sizes:
-        n_deals = args.deals if args.deals_per_company is None else round(n / 8 * args.deals_per_company)
-        last = None  # let the previous size's index and items go before building the next
-        row, last = bench_size(n, n_deals, args.items, args.seed, args.repeats, log, account_share)
-        rows.append(row)
-        del row
+    shapes = [
+        (n, args.deals if args.deals_per_company is None else round(n / 8 * args.deals_per_company)) for n in sizes
+    ]
+    rows, last = bench_sizes(shapes, args.items, args.seed, args.repeats, log, account_share)
     for r in rows:
         r.vs_smallest = round(r.us_per_item / rows[0].us_per_item, 3)
     targets = verdict(rows)
@@ -876,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows],
         "targets": targets,
     }
-    prof_text = profile(*last) if args.profile and last is not None else None
+    prof_text = profile(last.index, last.items) if args.profile else None
     if prof_text is not None:
         result["profile_contacts"] = rows[-1].contacts
     if args.json:
