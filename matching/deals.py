@@ -37,7 +37,7 @@ from rapidfuzz.distance import Levenshtein
 
 from providers.quotes import own_words
 
-from .identity import fold, is_given_name, name_forms
+from .identity import fold, is_given_name, is_unspaced, name_forms
 
 #: bits for "the item is about none of the candidates" — the default when nothing speaks for a deal
 NONE_BITS = 2.0
@@ -288,6 +288,8 @@ class Lexicon:
                 if _kept(p):
                     base.setdefault(p, set()).add(w)
         self._base = {t: frozenset(ws) for t, ws in base.items()}
+        #: deal words of scripts written without spaces: an item writes them inside longer runs ("パイロットの件")
+        self._unspaced = tuple(w for w in sorted(self.words) if len(w) >= 2 and is_unspaced(w))
         self._windows: dict[int, list[str]] = {}
         self._reset()
 
@@ -301,7 +303,7 @@ class Lexicon:
         self.near: dict[str, tuple[tuple[str, int], ...]] = {}
         #: numeronym -> (first letter, letters in between, last letter)
         self.shape: dict[str, tuple[str, int, str]] = {}
-        #: word of an item -> the deal words it is an inflected form of (stems)
+        #: word of an item -> the deal words it is an inflected form of (stems), or holds (unspaced scripts)
         self.inflected: dict[str, frozenset[str]] = {}
         self._seen: set[str] = set()  # words learn() was given ...
         self._learnt: set[str] = set()  # ... and worked out (the same once learn() returns)
@@ -349,6 +351,8 @@ class Lexicon:
                     self.shape[t] = key
                     stands_for.update(self._by_shape[key])
             forms = [w for w in stems(t) if w in self.words]
+            if self._unspaced and len(t) > 2 and is_unspaced(t):
+                forms += [w for w in self._unspaced if w in t and w != t]  # with particles or other words around
             if forms:
                 self.inflected[t] = frozenset(forms)
                 stands_for.update(forms)
@@ -756,7 +760,10 @@ def text_step(
     if phrase:
         bits += PHRASE_BITS
     where = "subject" if any(v[0] == "subject" for v in found.values()) else "body"
-    shown = acronym or " ".join(dict.fromkeys(found[w][1] for w in words if w in found))
+    # as written, or the deal word itself where the text wrote it inside a longer run (CJK: "パイロットの件")
+    shown = acronym or " ".join(
+        dict.fromkeys(w if w in found[w][1] and not found[w][1].isascii() else found[w][1] for w in words if w in found)
+    )
     return Step(f"{where} mentions '{shown}' ({len(found)} of {len(words)} distinctive words)", round(bits, 2))
 
 

@@ -106,9 +106,35 @@ def fold(text: str) -> str:
     text = _COMBINING.sub("", unicodedata.normalize("NFKD", text)).lower()
     if _SPECIAL.search(text):
         text = text.translate(_LETTERS)
+    if text.isascii():
+        return _NON_WORD.sub(" ", text).strip()
+    # what the decomposition split that is not a Latin diacritic goes back together (パ, not ハ and a voicing mark;
+    # Hangul syllables); marks that stay are part of their word (Devanagari vowel signs), not word breaks
+    text = unicodedata.normalize("NFC", text)
     if max(text) >= "\u3040" and _UNSPACED.search(text):
         text = _UNSPACED.sub(r" \g<0> ", text)
-    return _NON_WORD.sub(" ", text).strip()
+    return _non_word_or_mark().sub(" ", text).strip()
+
+
+@lru_cache(maxsize=1)
+def _non_word_or_mark() -> re.Pattern[str]:
+    """``[\\W_]+`` that keeps combining marks (Unicode category M) as parts of words; built on first use."""
+    ranges: list[str] = []
+    start = prev = -1
+    for cp in range(0x370, 0x10000):  # (the Latin combining marks below 0x370 are stripped before this is used)
+        if unicodedata.category(chr(cp))[0] == "M":
+            if start < 0:
+                start = cp
+            prev = cp
+        elif start >= 0:
+            ranges.append(f"{chr(start)}-{chr(prev)}" if prev > start else chr(start))
+            start = -1
+    return re.compile(f"(?:[^\\w{''.join(ranges)}]|_)+")
+
+
+def is_unspaced(word: str) -> bool:
+    """Whether a folded word is a run of a script written without spaces (CJK): other words may sit inside it."""
+    return not word.isascii() and _UNSPACED.fullmatch(word) is not None
 
 
 def name_forms(text: str) -> tuple[str, ...]:

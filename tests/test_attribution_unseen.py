@@ -473,3 +473,55 @@ def test_the_phase_number_tells_two_phases_of_a_project_apart() -> None:
 def test_mail_dated_before_a_deal_existed_is_not_on_it() -> None:
     res = run([person(UNKNOWN[6])], "Project Atlas phase 2 – early thoughts", when=datetime(2025, 12, 1, tzinfo=UTC))
     assert deal_of(res) != 150
+
+
+def _japanese_crm() -> CrmIndex:
+    idx = CrmIndex()
+    idx.add_company(CompanyRec(1, "c1", "桜電機株式会社", ("sakura-denki.co.jp",)))
+    idx.add_company(CompanyRec(2, "c2", "Bluepeak Logistics", ("bluepeak.com",)))
+    idx.add_contact(ContactRec(10, "p10", "佐藤 春樹", 1, "crm", "春樹", "佐藤", ""), ["h.sato@sakura-denki.co.jp"])
+    deals = [(100, "桜電機 – 工場IoT パイロット", 1), (101, "桜電機 – 基幹システム 刷新", 1),
+             (102, "桜電機 – 保守契約 更新", 1), (103, "Platform Upgrade", 2), (104, "データ移行", 2)]  # fmt: skip
+    for did, name, co in deals:
+        idx.add_deal(DealRec(did, f"d{did}", name, co, "open", CREATED, None, frozenset()))
+    return idx
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "deal", "shown"),
+    [
+        ("工場のパイロットの件", "よろしくお願いします。", 100, "工場 パイロット"),
+        ("基幹システム刷新のお見積り", "", 101, "基幹システム 刷新"),
+        ("保守契約の更新について", "ご確認ください。", 102, "保守契約 更新"),
+        ("ﾊﾟｲﾛｯﾄの件（工場）", "", 100, "工場 パイロット"),  # half-width katakana, voiced marks
+        ("Re: パイロットの進め方", "佐藤です。工場での実施について相談させてください。", 100, "工場 パイロット"),
+        ("来週の打ち合わせ", "よろしくお願いします。", None, None),
+        ("データ移行の件", "", None, None),  # another company's deal
+    ],
+)
+def test_deal_words_of_unspaced_scripts_are_found_inside_longer_runs(
+    subject: str, body: str, deal: int | None, shown: str | None
+) -> None:
+    """Japanese (like Chinese) writes words without spaces, with particles attached: the deal word パイロット is
+    inside the run パイロットの件; ﾊﾟ (half-width) and パ (a voiced kana) are the same letter."""
+    people = [person("h.sato@sakura-denki.co.jp", "佐藤 春樹"), person("sam@harborline.io", "Sam Reyes", "to")]
+    res = attribute(people, T, subject, body, _japanese_crm(), TEAM)
+    assert deal_of(res) == deal, res.evidence
+    if shown is not None:
+        assert any(f"mentions '{shown}'" in line for line in res.deal.evidence), res.deal.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("パイロット", "パイロット"),  # voiced and semi-voiced kana stay whole
+        ("ﾃﾞｰﾀ移行", "データ移行"),  # half-width katakana written full width
+        ("한국어 데이터", "한국어 데이터"),  # Hangul syllables recomposed
+        ("हिन्दी परियोजना", "हिन्दी परियोजना"),  # Devanagari vowel signs are part of their word
+        ("Éditions_Lumière – Weiß", "editions lumiere weiss"),
+    ],
+)
+def test_folding_keeps_the_letters_of_every_script_whole(text: str, folded: str) -> None:
+    from matching.identity import fold
+
+    assert fold(text) == folded
