@@ -966,12 +966,12 @@ def _export_changes(
     while it runs comes again."""
     if changed and changed_since:
         raise BadInput("give --changed or --changed-since, not both")
+    since = _instant(changed_since, "--changed-since") if changed_since else None
     sessions = state.sessions()
     if before is not None:  # (before the export starts: what it changes is in this export, not the next)
         with sessions.begin() as s:
             before(s, clock.now())
     started = clock.now()
-    since = _instant(changed_since, "--changed-since") if changed_since else None
     with sessions() as s:
         if changed:
             mark = get_setting(s, EXPORT_MARKS[what])
