@@ -191,13 +191,15 @@ def _choose_deal(
     roles_tell = len(with_roles) < len(deals)
     # the candidates the text may speak for (a superset of those text_step() gives a step)
     if common:
-        mentioned = {
-            d.id
-            for d in deals
-            if text.may_mention(
-                [w for w in d.plain if w not in common], deal_initials([w for w in d.words if w not in common])
-            )
-        }
+        maybe, spelt = text.maybe, None
+        mentioned = set()
+        for d in deals:
+            if not maybe.isdisjoint(w for w in d.plain if w not in common):
+                mentioned.add(d.id)
+            elif spelt is not False:  # (Text.may_mention, its acronyms looked at only when the text has some)
+                spelt = spelt or text.has_acronyms
+                if spelt and text.may_mention((), deal_initials([w for w in d.words if w not in common])):
+                    mentioned.add(d.id)
     else:
         maybe = text.maybe
         mentioned = {d.id for d in deals if not maybe.isdisjoint(d.plain)}
