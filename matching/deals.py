@@ -25,7 +25,7 @@ import math
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -662,15 +662,15 @@ class Text:
         return hit
 
     def _alias(self, word: str) -> tuple[str, str] | None:
-        for where, bag in (("subject", self.subject), ("body", self.body)):
-            t = bag.alias(word)
-            if t is not None:
-                return (where, t)
-        return None
+        return self._first(_Bag.alias, word)
 
     def _similar(self, word: str) -> tuple[str, str] | None:
+        return self._first(_Bag.similar, word)
+
+    def _first(self, look: Callable[[_Bag, str], str | None], word: str) -> tuple[str, str] | None:
+        """(where, as written) of the first of subject and body that writes the word the way ``look`` finds."""
         for where, bag in (("subject", self.subject), ("body", self.body)):
-            t = bag.similar(word)
+            t = look(bag, word)
             if t is not None:
                 return (where, t)
         return None
