@@ -209,6 +209,23 @@ def test_parser_decodes_rfc2047_names_and_subjects() -> None:
         "-----Ursprüngliche Nachricht-----\nVon: Jürgen Weiß\nGesendet: Dienstag, 2. Juni 2026 09:12\nBudgetzahlen.",
         "De : María López\nEnviado: martes, 2 de junio de 2026 9:12\nPara: Ana\nLas cifras del presupuesto.",
         "> Our old budget figures are in the sheet.\n> Jane",
+        # clients in more languages: Czech, Russian, Turkish, Hungarian, Polish, Greek, Romanian (verb or
+        # Outlook block), Japanese, Chinese and Korean (full-width colons, no spaces, no verb at all)
+        "Dne 2. 6. 2026 9:12, Jan Novák <jan@acme.cz> napsal(a):\nNaše staré rozpočtové údaje.",
+        "02.06.2026 09:12, Иван Петров пишет:\nНаши старые цифры бюджета.",
+        "вт, 2 июн. 2026 г. в 09:12, Иван Петров <ivan@acme.ru>:\nНаши старые цифры бюджета.",
+        "От: Иван Петров <ivan@acme.ru>\nОтправлено: 2 июня 2026 г. 9:12\nКому: Ana\nСтарые цифры.",
+        "Ayşe Yılmaz <ayse@acme.com.tr>, 2 Haz 2026 Sal, 09:12 tarihinde şunu yazdı:\nEski bütçe rakamları.",
+        "2026. június 2., kedd 9:12 időpontban Kovács Péter (<peter@acme.hu>) ezt írta:\nA régi költségvetés.",
+        "Od: Jan Kowalski <jan@acme.pl>\nWysłano: wtorek, 2 czerwca 2026 09:12\nDo: Ana\nStare dane.",
+        "Στις Τρί, 2 Ιουν 2026 στις 9:12 π.μ., Γιώργος Παπαδόπουλος <gp@acme.gr> έγραψε:\nΤα παλιά στοιχεία.",
+        "În mar., 2 iun. 2026 la 09:12, Ion Popescu <ion@acme.ro> a scris:\nCifrele vechi.",
+        "-----Původní zpráva-----\nOd: Jan Novák\nOdesláno: 2. 6. 2026\nStaré údaje.",
+        "差出人: 山田太郎 <yamada@acme.co.jp>\n送信日時: 2026年6月2日 9:12\n宛先: Ana\n古い予算の数字です。",
+        "2026年6月2日(火) 9:12 山田太郎 <yamada@acme.co.jp>:\n古い予算の数字です。",
+        "张伟 <zhang@acme.cn> 于2026年6月2日周二 09:12写道：\n旧的预算数字。",
+        "2026년 6월 2일 (화) 오전 9:12, 김민준 <kim@acme.kr>님이 작성:\n이전 예산 수치입니다.",
+        "보낸 사람: 김민준 <kim@acme.kr>\n보낸 날짜: 2026년 6월 2일 화요일 오전 9:12\n받는 사람: Ana\n이전 예산.",
     ],
 )
 def test_only_the_authors_own_words_are_stored(quote: str) -> None:
@@ -222,6 +239,37 @@ def test_only_the_authors_own_words_are_stored(quote: str) -> None:
     item = parse_message(raw, "p", "l")
     assert isinstance(item, MailItem)
     assert item.body_text == "Thanks, the new figures are attached."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Petr napsal: pošleme to zítra.",
+        "The meeting is at 10:00: bring the figures.",
+        "Note: Jane wrote: we are fine with 2026 pricing",
+        "Contact: Jane Doe <jane@acme.com>: our lead for 2026",
+        "请查看附件：2026年预算。",
+        "Спасибо: цифры за 2026 год в приложении.",
+    ],
+)
+def test_a_colon_in_the_authors_words_is_no_quote_header(text: str) -> None:
+    from providers.quotes import own_words
+
+    body = f"Thanks, the new figures are attached.\n{text}\nAna"
+    assert own_words(body) == body
+
+
+def test_a_reply_written_below_the_quote_keeps_the_words_below() -> None:
+    from providers.quotes import own_words
+
+    body = (
+        "on 11/5/01 1:42 PM, Jane Doe <jane@acme.com> wrote:\n\n> Has a password been set for him?\n>\n"
+        "> Thanks.\n\nJane, the log-on for all members is BC01.\nCathy"
+    )
+    assert own_words(body).strip() == "Jane, the log-on for all members is BC01.\nCathy"
+    # the author's words run on into the header where line breaks were lost
+    flat = "Спасибо. 02.06.2026 09:12, Иван Петров пишет: Наши старые цифры."
+    assert own_words(flat).strip() == "Спасибо."
 
 
 def test_parser_quarantines_what_is_not_mail() -> None:
