@@ -390,6 +390,19 @@ def test_a_quoted_reply_mentioning_another_deal_does_not_move_the_item() -> None
     assert deal_of(res) == 172
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "09.03.2026 17:02, Bob Fairweather пишет:",  # Thunderbird in Russian: no opening word
+        "Bob Fairweather <rfairweather@northgate-retail.com>, 9 Mar 2026 Pzt, 17:02 tarihinde şunu yazdı:",
+    ],
+)
+def test_a_quoted_reply_in_other_languages_does_not_move_the_item(header: str) -> None:
+    body = f"Looks good to me, go ahead.\n\n{header}\nQuick note: the e-commerce replatforming is paused until April."
+    res = run([person("echen@northgate-retail.com")], "Re: Loyalty app beta feedback", body)
+    assert deal_of(res) == 172
+
+
 def test_outlook_style_quote_header_in_french_is_not_the_authors_words() -> None:
     body = (
         "Parfait, merci. De : Jean-Luc Marchand Envoyé : lundi 9 mars 2026 18:04 À : Sam Reyes "
