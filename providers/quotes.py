@@ -54,6 +54,7 @@ _QUOTE_SENT_END = re.compile(rf"\b(?:{_alternatives(_SENT_WORDS)})\s?$")
 _QUOTE_FROM = re.compile(rf"\b(?:{_alternatives(_FROM_WORDS)})\s?[:：]")
 _QUOTED_LINE = re.compile(r"^[ \t]*>.*(?:\n|$)", re.M)
 _COLON = re.compile(r"[:：]")
+_ASCII_COLON = re.compile(":")
 # a date in a header line: a year, or day and month in digits (3.1., 03/01); a time; the end of a sentence
 _DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d(?!\d)|\d{1,2}[./-] ?\d{1,2}[./-])")
 _TIME = re.compile(r"(?<!\d)\d{1,2}:\d\d(?!\d)")
@@ -86,18 +87,10 @@ def own_words(body: str) -> str:
     first = min((i for i in (body.find(w, 0, cut) for w in words) if i >= 0), default=-1)
     if first < 0:  # none of the words a header needs before its colon: no quote header
         return body[:cut]
-    if not wide:
-        p = body.find(":", max(p, first), cut)
-        while p >= 0:
-            start = _header_ending_at(body, p)
-            if start is not None:
-                return _before(body, start, p, quoted)
-            p = body.find(":", p + 1, cut)
-    else:
-        for m in _COLON.finditer(body, first, cut):
-            start = _header_ending_at(body, m.start())
-            if start is not None:
-                return _before(body, start, m.start(), quoted)
+    for m in (_COLON if wide else _ASCII_COLON).finditer(body, first if wide else max(p, first), cut):
+        start = _header_ending_at(body, m.start())
+        if start is not None:
+            return _before(body, start, m.start(), quoted)
     return body[:cut]
 
 
